@@ -1,0 +1,244 @@
+"""Experiment configs: one frozen dataclass, one preset per paper run.
+
+Every value cites where it comes from:
+  [paper]  Tolstikhin et al., "Wasserstein Auto-Encoders", ICLR 2018 (arXiv 1711.01558),
+  [code]   the official implementation, github.com/tolstikhin/wae,
+  [?]      recalled from the paper but not re-checked: configurable, documented in README.
+
+Tests and smoke runs shrink a preset with `dataclasses.replace`, e.g.
+`dataclasses.replace(get_config("mnist", "wae_mmd"), encoder_filters=(8, 8, 8, 8))`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+DATASETS = ("mnist", "fashion_mnist", "celeba")
+MODELS = ("wae_mmd", "wae_gan", "vae")
+VARIANTS = ("paper", "official_code")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """All hyperparameters of one training run (see module docstring for the tags)."""
+
+    dataset: str = "mnist"
+    model: str = "wae_mmd"  # one of MODELS
+    variant: str = "paper"  # "paper" or "official_code" (CelebA only)
+
+    # --- Data -------------------------------------------------------------------------
+    image_shape: tuple[int, int, int] = (28, 28, 1)
+    # Pixel range the networks see: "unit" = [0, 1] (MNIST, sigmoid output),
+    # "symmetric" = [-1, 1] (CelebA, tanh output). [paper, App. C]
+    pixel_range: str = "unit"
+
+    # --- Networks [paper, App. C; code models.py] ---------------------------------------
+    z_dim: int = 8  # d_z: 8 for MNIST, 64 for CelebA [paper]
+    kernel_size: int = 4  # 4x4 convs on MNIST, 5x5 on CelebA [paper]
+    encoder_filters: tuple[int, ...] = (128, 256, 512, 1024)  # Conv-BN-ReLU blocks [paper]
+    decoder_filters: tuple[int, ...] = (512, 256)  # FSConv-BN-ReLU blocks after FC [paper]
+    decoder_dense_filters: int = 1024  # the decoder's FC reshapes to s x s x 1024 [paper]
+    decoder_initial_size: int = 7  # s: 7 (MNIST), 8 (CelebA) [paper]
+    adversary_units: int = 512  # FC512 x4 [paper]; the code uses 1024 on CelebA
+    adversary_layers: int = 4
+    batch_norm: bool = True  # the VAE on CelebA may have had none [?]
+    bn_epsilon: float = 1e-5  # [code] ops.batch_norm
+    bn_momentum: float = 0.9  # moving-average decay [code]
+    init_stddev: float = 0.0099999  # [code] ops.conv2d / linear / deconv2d
+    # Synchronised BN across replicas under tf.distribute, so that a distributed step
+    # equals a single-device step on the same global batch.
+    sync_batch_norm: bool = False
+
+    # --- Objective [paper, Sec. 2-3; code wae.py] -------------------------------------
+    pz_scale: float = 1.0  # sigma_z of P_Z = N(0, sigma_z^2 I)
+    penalty_weight: float = 10.0  # lambda
+    mmd_kernel: str = "imq"  # "imq" (paper) or "rbf" (code alternative)
+    # c(x, y) = 0.05 * ||x - y||^2: a legacy constant of the code's l2sq cost that only
+    # rescales lambda and the learning rate; kept so that lambdas mean what they mean there.
+    reconstruction_scale: float = 0.05
+    log_prior_trick: bool = False  # add log p_Z(z) to the adversary logit [AVB; code]
+    # VAE decoder: "bernoulli" (MNIST) or "gaussian" with fixed variance (CelebA) [paper]
+    vae_likelihood: str = "bernoulli"
+    vae_gaussian_variance: float = 0.3  # [?]
+
+    # --- Optimisation [paper, App. C] -------------------------------------------------
+    batch_size: int = 100
+    epochs: int = 100
+    learning_rate: float = 1e-3  # encoder/decoder Adam
+    adversary_learning_rate: float = 5e-4  # latent adversary Adam (WAE-GAN)
+    adam_beta1: float = 0.5
+    adam_beta2: float = 0.999
+    # "paper": lr / 2 after 30 epochs, / 5 more after 50, / 10 more after 100.
+    # "official_code": smooth per-epoch decay reaching lr / 100 after lr_decay_epochs.
+    lr_schedule: str = "paper"
+    lr_boundaries: tuple[int, ...] = (30, 50, 100)  # epochs [paper]
+    lr_factors: tuple[float, ...] = (0.5, 0.1, 0.01)  # cumulative: /2, /2/5, /2/5/10 [paper]
+    lr_decay_epochs: int = 50  # official_code schedule only [code]
+
+    # --- Heuristics [paper, App. C; code] ---------------------------------------------
+    input_noise_stddev: float = 0.01  # truncated normal on the encoder's input [code]
+    pretrain_encoder: bool = True  # match mean/cov of Q_Z to P_Z before training [code]
+    pretrain_steps: int = 200
+    pretrain_batch_size: int = 1000  # 1000 (MNIST), 256 (CelebA) [code]
+    pretrain_threshold: float = 0.1  # stop once the matching loss is below this [code]
+    pretrain_learning_rate: float = 1e-3  # Adam lr of the pretraining steps [?]
+
+    seed: int = 0
+
+    # ---------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        _check(self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        _check(self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}")
+        _check(self.variant in VARIANTS, f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        _check(self.pixel_range in ("unit", "symmetric"), f"bad pixel_range {self.pixel_range!r}")
+        _check(self.mmd_kernel in ("imq", "rbf"), f"mmd_kernel must be 'imq' or 'rbf', got {self.mmd_kernel!r}")
+        _check(
+            self.vae_likelihood in ("bernoulli", "gaussian"),
+            f"vae_likelihood must be 'bernoulli' or 'gaussian', got {self.vae_likelihood!r}",
+        )
+        _check(
+            self.lr_schedule in ("paper", "official_code", "constant"),
+            f"lr_schedule must be 'paper', 'official_code' or 'constant', got {self.lr_schedule!r}",
+        )
+        _check(len(self.lr_boundaries) == len(self.lr_factors), "lr_boundaries and lr_factors differ in length")
+        _check(len(self.encoder_filters) >= 1 and len(self.decoder_filters) >= 1, "need >= 1 conv block")
+        for name in ("z_dim", "kernel_size", "batch_size", "adversary_units", "decoder_dense_filters"):
+            _check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
+        _check(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")
+        for name in ("pz_scale", "learning_rate", "adversary_learning_rate", "bn_epsilon"):
+            _check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
+        _check(self.penalty_weight >= 0, f"penalty_weight must be >= 0, got {self.penalty_weight}")
+        _check(self.vae_gaussian_variance > 0, "vae_gaussian_variance must be positive")
+        # The decoder doubles its spatial size once per FSConv block; it must land on the image.
+        size = self.decoder_initial_size * 2 ** len(self.decoder_filters)
+        _check(
+            size == self.image_shape[0] == self.image_shape[1],
+            f"decoder_initial_size {self.decoder_initial_size} x 2^{len(self.decoder_filters)} = {size} "
+            f"does not match image size {self.image_shape[:2]}",
+        )
+
+    @property
+    def penalty(self) -> str | None:
+        """'mmd' or 'gan' for the WAEs, None for the VAE."""
+        return {"wae_mmd": "mmd", "wae_gan": "gan"}.get(self.model)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown config fields: {', '.join(unknown)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**kwargs)
+
+    def replace(self, **overrides: Any) -> Config:
+        return dataclasses.replace(self, **overrides)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+# --------------------------------------------------------------------------------------
+# Presets: one per paper run. Values without a tag below are the Config defaults above.
+# --------------------------------------------------------------------------------------
+
+
+def _mnist(model: str) -> Config:
+    """MNIST, Figure 2 [paper, App. C.1]. Fashion-MNIST reuses it."""
+    base = Config(dataset="mnist", model=model)  # 28x28x1 in [0,1], d_z 8, 4x4 kernels
+    if model == "wae_mmd":
+        return base.replace(penalty_weight=10.0)  # [paper]
+    if model == "wae_gan":
+        # lambda = 1 [?]; adversary lr 5e-4 [paper]
+        return base.replace(penalty_weight=1.0, adversary_learning_rate=5e-4)
+    # VAE: same nets, Bernoulli decoder [paper]; no P_Z matching heuristics (those are WAE's).
+    return base.replace(vae_likelihood="bernoulli", pretrain_encoder=False, input_noise_stddev=0.0)
+
+
+def _celeba(model: str) -> Config:
+    """CelebA 64x64, Figure 3 and Table 1 [paper, App. C.2]."""
+    base = Config(
+        dataset="celeba",
+        model=model,
+        image_shape=(64, 64, 3),
+        pixel_range="symmetric",
+        z_dim=64,
+        kernel_size=5,
+        decoder_filters=(512, 256, 128),
+        decoder_initial_size=8,
+        pz_scale=math.sqrt(2.0),  # P_Z = N(0, 2 I) [paper]; the code uses 1
+        epochs=55,  # WAE [paper]
+        pretrain_batch_size=256,  # [code]
+    )
+    if model == "wae_mmd":
+        return base.replace(penalty_weight=100.0, learning_rate=1e-3)  # [paper]
+    if model == "wae_gan":
+        return base.replace(
+            penalty_weight=1.0,  # [paper]
+            learning_rate=3e-4,  # [paper]
+            adversary_learning_rate=1e-3,  # [paper]
+            log_prior_trick=True,  # [paper, App. C.2; code]
+        )
+    return base.replace(
+        epochs=68,  # [paper]
+        vae_likelihood="gaussian",
+        vae_gaussian_variance=0.3,  # [?]
+        learning_rate=1e-4,  # [?]
+        batch_norm=False,  # [?]
+        pretrain_encoder=False,
+        input_noise_stddev=0.0,
+    )
+
+
+def _celeba_official_code(model: str) -> Config:
+    """The official code's CelebA configuration (configs.py), not the paper's.
+
+    lr 5e-4 decaying smoothly to lr/100 over 50 epochs, lambda 100 for both WAEs,
+    sigma_z = 1 and a 1024-wide adversary [code].
+    """
+    if model == "vae":
+        raise ValueError("the official_code variant exists for wae_mmd and wae_gan only")
+    return _celeba(model).replace(
+        variant="official_code",
+        pz_scale=1.0,
+        penalty_weight=100.0,
+        learning_rate=5e-4,
+        adversary_learning_rate=5e-4,
+        lr_schedule="official_code",
+        lr_decay_epochs=50,
+        adversary_units=1024,
+    )
+
+
+def get_config(dataset: str, model: str, variant: str = "paper") -> Config:
+    """The preset for one paper run, e.g. `get_config("celeba", "wae_gan")`."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    if variant == "paper":
+        if dataset == "celeba":
+            return _celeba(model)
+        return _mnist(model).replace(dataset=dataset)
+    if variant == "official_code":
+        if dataset != "celeba":
+            raise ValueError("the official_code variant is defined for celeba only")
+        return _celeba_official_code(model)
+    raise ValueError(f"unknown config variant {variant!r}; choose from {', '.join(VARIANTS)}")
+
+
+def tiny(config: Config, width: int = 8) -> Config:
+    """The same topology with every layer `width` wide: for tests and smoke runs."""
+    return config.replace(
+        encoder_filters=(width,) * len(config.encoder_filters),
+        decoder_filters=(width,) * len(config.decoder_filters),
+        decoder_dense_filters=width,
+        adversary_units=width,
+    )
