@@ -93,7 +93,10 @@ class Config:
         _check(self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}")
         _check(self.variant in VARIANTS, f"variant must be one of {VARIANTS}, got {self.variant!r}")
         _check(self.pixel_range in ("unit", "symmetric"), f"bad pixel_range {self.pixel_range!r}")
-        _check(self.mmd_kernel in ("imq", "rbf"), f"mmd_kernel must be 'imq' or 'rbf', got {self.mmd_kernel!r}")
+        _check(
+            self.mmd_kernel in ("imq", "rbf"),
+            f"mmd_kernel must be 'imq' or 'rbf', got {self.mmd_kernel!r}",
+        )
         _check(
             self.vae_likelihood in ("bernoulli", "gaussian"),
             f"vae_likelihood must be 'bernoulli' or 'gaussian', got {self.vae_likelihood!r}",
@@ -102,9 +105,21 @@ class Config:
             self.lr_schedule in ("paper", "official_code", "constant"),
             f"lr_schedule must be 'paper', 'official_code' or 'constant', got {self.lr_schedule!r}",
         )
-        _check(len(self.lr_boundaries) == len(self.lr_factors), "lr_boundaries and lr_factors differ in length")
-        _check(len(self.encoder_filters) >= 1 and len(self.decoder_filters) >= 1, "need >= 1 conv block")
-        for name in ("z_dim", "kernel_size", "batch_size", "adversary_units", "decoder_dense_filters"):
+        _check(
+            len(self.lr_boundaries) == len(self.lr_factors),
+            "lr_boundaries and lr_factors differ in length",
+        )
+        _check(
+            len(self.encoder_filters) >= 1 and len(self.decoder_filters) >= 1,
+            "need >= 1 conv block",
+        )
+        for name in (
+            "z_dim",
+            "kernel_size",
+            "batch_size",
+            "adversary_units",
+            "decoder_dense_filters",
+        ):
             _check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
         _check(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")
         for name in ("pz_scale", "learning_rate", "adversary_learning_rate", "bn_epsilon"):
