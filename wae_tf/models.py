@@ -60,9 +60,17 @@ class _AutoEncoderBase(keras.Model):
         return self.decode(self.encode(images, training=training), training=training)
 
     def sample_prior(self, n: int, seed=None):
-        """n draws from P_Z = N(0, sigma_z^2 I) [paper, Sec. 4], shape (n, d_z)."""
+        """n draws from P_Z = N(0, sigma_z^2 I) [paper, Sec. 4], shape (n, d_z).
+
+        Under tf.distribute, n is this replica's share of one global draw [replicas.py].
+        """
         seed = self.seed_generator if seed is None else seed
-        return keras.random.normal((n, self.config.z_dim), stddev=self.config.pz_scale, seed=seed)
+        return replicas.local_rows(
+            lambda m: keras.random.normal(
+                (m, self.config.z_dim), stddev=self.config.pz_scale, seed=seed
+            ),
+            n,
+        )
 
     def sample(self, n: int, seed: int = 0):
         """n random images G(z), z ~ P_Z, reproducible for a given integer seed."""
@@ -82,13 +90,32 @@ class _AutoEncoderBase(keras.Model):
             # Assign every variable to its sub-optimizer now; the train step applies
             # them separately (Algorithm 1), so nothing else would build the map.
             self.optimizer.build(self.trainable_variables)
+        # mixed_float16: one dynamic loss scale per sub-optimizer [optimizers.py].
+        self._loss_scaled = optimizers.loss_scaled_sub_optimizers(
+            self.optimizer, self.trainable_variables
+        )
+
+    def _step_optimizer(self, name: str) -> keras.optimizers.Optimizer:
+        """The optimizer that applies sub-step `name` (AUTOENCODER or ADVERSARY)."""
+        scaled = getattr(self, "_loss_scaled", {})
+        return scaled.get(name) or optimizers.sub_optimizer(self.optimizer, name)
+
+    def compile_from_config(self, config):
+        """Restore compile() when a `.keras` file is loaded (optimizer state included)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
 
     def _input_noise(self, images):
         """Truncated-normal noise (std 0.01, cut at 2 std) on the encoder's input [code]."""
         if self.config.input_noise_stddev <= 0:
             return images
-        noise = keras.random.truncated_normal(
-            ops.shape(images), stddev=self.config.input_noise_stddev, seed=self.seed_generator
+        noise = replicas.local_rows(
+            lambda m: keras.random.truncated_normal(
+                (m, *images.shape[1:]),
+                stddev=self.config.input_noise_stddev,
+                seed=self.seed_generator,
+            ),
+            ops.shape(images)[0],
         )
         return images + ops.cast(noise, images.dtype)
 
@@ -114,11 +141,12 @@ class _AutoEncoderBase(keras.Model):
     def autoencoder_variables(self):
         return self.encoder.trainable_variables + self.decoder.trainable_variables
 
-    def test_step(self, data):
+    def test_step(self, *args):
         if keras.backend.backend() == "jax":  # pragma: no cover - exercised on JAX
             from wae_tf import jax_steps
 
-            return jax_steps.test_step(self, data)
+            return jax_steps.test_step(self, *args)  # JAX calls test_step(state, data)
+        (data,) = args
         images = _images(data)
         return self._update_trackers(self._evaluation_terms(images))
 
@@ -146,9 +174,12 @@ class WAE(_AutoEncoderBase):
         super().__init__(config, **kwargs)
         if self.config.penalty is None:
             raise ValueError(f"WAE needs model 'wae_mmd' or 'wae_gan', got {self.config.model!r}")
-        self.adversary = (
-            networks.build_adversary(self.config) if self.config.penalty == "gan" else None
-        )
+        self.adversary = None
+        if self.config.penalty == "gan":
+            # Variable paths "adversary/...": what routes them to the adversary's Adam in
+            # the MultiOptimizer (optimizers.py); without the scope they are "fc1/kernel".
+            with keras.name_scope("adversary"):
+                self.adversary = networks.build_adversary(self.config)
         names = ["loss", "reconstruction", "penalty"]
         if self.adversary is not None:
             names.append("adversary_loss")
@@ -223,7 +254,7 @@ class WAE(_AutoEncoderBase):
         terms = self._tensorflow_step(
             autoencoder_objective,
             self.autoencoder_variables,
-            optimizers.sub_optimizer(self.optimizer, optimizers.AUTOENCODER),
+            self._step_optimizer(optimizers.AUTOENCODER),
         )
         if self.adversary is not None:
             # [code] the adversary step follows, on the same batch and prior draws, with
@@ -231,7 +262,7 @@ class WAE(_AutoEncoderBase):
             adversary_terms = self._tensorflow_step(
                 lambda: self._adversary_terms(self.encode(noisy, training=True), pz),
                 self.adversary.trainable_variables,
-                optimizers.sub_optimizer(self.optimizer, optimizers.ADVERSARY),
+                self._step_optimizer(optimizers.ADVERSARY),
             )
             terms["adversary_loss"] = adversary_terms["loss"]
             self.optimizer.iterations.assign_add(1)  # one training step, two sub-steps
@@ -282,7 +313,10 @@ class VAE(_AutoEncoderBase):
         }
 
     def _reparameterize(self, mean, log_variance):
-        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        eps = replicas.local_rows(
+            lambda m: keras.random.normal((m, mean.shape[-1]), seed=self.seed_generator),
+            ops.shape(mean)[0],
+        )
         return mean + ops.exp(0.5 * log_variance) * eps
 
     def _evaluation_terms(self, images):

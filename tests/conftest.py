@@ -1,0 +1,73 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def shared_data_root() -> Path:
+    """The read-only real data: ../shared/data next to the repo, or $WAE_TF_SHARED_DATA."""
+    override = os.environ.get("WAE_TF_SHARED_DATA")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder; skips the test when it is absent."""
+    root = shared_data_root()
+    if not root.is_dir():
+        pytest.skip(f"shared real data not found at {root} (set WAE_TF_SHARED_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(shared_data: Path) -> Path:
+    """The four original MNIST IDX .gz files."""
+    path = shared_data / "mnist"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+@pytest.fixture(scope="session")
+def celeba_dir(shared_data: Path) -> Path:
+    """The shared 10k CelebA subset (89x109 JPEGs + list_eval_partition.txt)."""
+    path = shared_data / "celeba_10k"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+def read_mnist_images(path: Path, count: int) -> np.ndarray:
+    """The first `count` MNIST training images in [0, 1], read straight from the IDX file."""
+    with gzip.open(path / "train-images-idx3-ubyte.gz", "rb") as f:
+        f.read(16)
+        raw = f.read(count * 784)
+    return (np.frombuffer(raw, np.uint8).reshape(count, 28, 28, 1) / 255.0).astype("float32")
+
+
+@pytest.fixture(scope="session")
+def mnist_images() -> np.ndarray:
+    """400 real MNIST images in [0, 1] when the shared data is present, synthetic otherwise.
+
+    The synthetic fallback (random bars) keeps the training tests meaningful on a clean
+    machine without the data.
+    """
+    root = shared_data_root() / "mnist"
+    if (root / "train-images-idx3-ubyte.gz").is_file():
+        return read_mnist_images(root, 400)
+    rng = np.random.default_rng(0)
+    images = np.zeros((400, 28, 28, 1), "float32")
+    for image in images:
+        r, c = rng.integers(4, 24, size=2)
+        image[r - 3 : r + 3, max(c - 8, 0) : c + 8, 0] = 1.0
+    return images
