@@ -49,7 +49,7 @@ def _bare_step(config):
     def logits(z):
         out = adversary(z, training=True)
         if config.log_prior_trick:
-            out += losses.log_normal_density(z, config.pz_scale)
+            out += losses.log_normal_density(z, config.pz_scale, config.log_prior_constant)
         return out
 
     @tf.function(jit_compile=False)
@@ -65,13 +65,13 @@ def _bare_step(config):
             else:
                 penalty = losses.gan_penalty(logits(qz))
             loss = rec + lam * penalty
-        ae_opt.apply_gradients(zip(tape.gradient(loss, ae_vars), ae_vars))
+        ae_opt.apply(tape.gradient(loss, ae_vars), ae_vars)
         if adversary is not None:
             with tf.GradientTape() as tape:
                 qz = encoder(noisy, training=True)
                 adv_loss = losses.adversary_loss(logits(pz), logits(qz), lam)
             grads = tape.gradient(adv_loss, adversary.trainable_variables)
-            adv_opt.apply_gradients(zip(grads, adversary.trainable_variables))
+            adv_opt.apply(grads, adversary.trainable_variables)
         return loss
 
     return step
@@ -115,12 +115,16 @@ def benchmark(net: str, model_name: str) -> tuple[float, float]:
 
 def main(argv):
     del argv
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, GPUs: {tf.config.list_physical_devices('GPU')}")
+    print(
+        f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, GPUs: {tf.config.list_physical_devices('GPU')}"
+    )
     print(f"{'net':8} {'model':8} {'ours s/step':>12} {'bare s/step':>12} {'ours/bare':>10}")
     for net in FLAGS.nets:
         for model_name in FLAGS.models:
             ours, bare = benchmark(net, model_name)
-            print(f"{net:8} {model_name:8} {ours:12.3f} {bare:12.3f} {ours / bare:10.3f}", flush=True)
+            print(
+                f"{net:8} {model_name:8} {ours:12.3f} {bare:12.3f} {ours / bare:10.3f}", flush=True
+            )
 
 
 if __name__ == "__main__":

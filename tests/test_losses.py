@@ -99,6 +99,11 @@ def test_log_prior_term_is_the_normal_log_density():
     ours = ops.convert_to_numpy(losses.log_normal_density(ops.convert_to_tensor(z), scale))[:, 0]
     expected = stats.multivariate_normal(np.zeros(4), scale**2 * np.eye(4)).logpdf(z)
     np.testing.assert_allclose(ours, expected, rtol=1e-6)
+    # The official code's normalisation differs by (d - 1)/2 log(2 pi) only.
+    code = losses.log_normal_density(ops.convert_to_tensor(z), scale, "official_code")
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(code)[:, 0] - expected, 1.5 * math.log(2 * math.pi), rtol=1e-6
+    )
 
 
 def test_bernoulli_and_gaussian_nll_on_hand_computed_cases():

@@ -59,6 +59,11 @@ class Config:
     # rescales lambda and the learning rate; kept so that lambdas mean what they mean there.
     reconstruction_scale: float = 0.05
     log_prior_trick: bool = False  # add log p_Z(z) to the adversary logit [AVB; code]
+    # The trick's constant term. "official_code": -1/2 log(2 pi) - d_z/2 log(sigma_z^2), as
+    # in the code's z_adversary; "exact": the true -d_z/2 log(2 pi sigma_z^2). They differ
+    # by a constant that the adversary's bias must absorb; with d_z = 64 and sigma_z^2 = 2
+    # that is 58 nats, which Adam (steps ~ lr) takes tens of thousands of steps to learn.
+    log_prior_constant: str = "official_code"
     # VAE decoder: "bernoulli" (MNIST) or "gaussian" with fixed variance (CelebA) [paper]
     vae_likelihood: str = "bernoulli"
     vae_gaussian_variance: float = 0.3  # [?]

@@ -85,11 +85,21 @@ def _sigmoid_cross_entropy(logits, labels: float):
     return ops.mean(ops.softplus(logits) - labels * logits)
 
 
-def log_normal_density(z, pz_scale: float):
-    """log N(z; 0, sigma_z^2 I) per row, shape (B, 1): the AVB log-prior trick's term."""
+def log_normal_density(z, pz_scale: float, constant: str = "exact"):
+    """log N(z; 0, sigma_z^2 I) per row, shape (B, 1): the AVB log-prior trick's term.
+
+    constant="official_code" uses the code's normalisation, -1/2 log(2 pi) - d/2 log(sigma_z^2)
+    [code z_adversary], instead of the exact -d/2 log(2 pi sigma_z^2).
+    """
     d = z.shape[-1]
     sq_norm = ops.sum(ops.square(z), axis=-1, keepdims=True)
-    return -sq_norm / (2.0 * pz_scale**2) - 0.5 * d * math.log(2.0 * math.pi * pz_scale**2)
+    if constant == "exact":
+        offset = -0.5 * d * math.log(2.0 * math.pi * pz_scale**2)
+    elif constant == "official_code":
+        offset = -0.5 * math.log(2.0 * math.pi) - 0.5 * d * math.log(pz_scale**2)
+    else:
+        raise ValueError(f"unknown log-prior constant {constant!r}")
+    return -sq_norm / (2.0 * pz_scale**2) + offset
 
 
 def adversary_loss(logits_prior, logits_encoded, penalty_weight: float):

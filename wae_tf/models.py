@@ -198,7 +198,9 @@ class WAE(_AutoEncoderBase):
         logits = self.adversary(z, training=training)
         if self.config.log_prior_trick:
             # AVB's trick [paper, App. C.2]: the adversary only learns log q/p.
-            logits = logits + losses.log_normal_density(z, self.config.pz_scale)
+            logits = logits + losses.log_normal_density(
+                z, self.config.pz_scale, self.config.log_prior_constant
+            )
         return logits
 
     def _penalty(self, qz, pz):
