@@ -8,6 +8,8 @@ each sub-optimizer to its own variables, in the order of the official code.
 
 from __future__ import annotations
 
+import re
+
 import keras
 from keras import ops
 
@@ -15,6 +17,7 @@ from wae_tf.configs import Config
 
 AUTOENCODER = "autoencoder_adam"
 ADVERSARY = "adversary_adam"
+ADVERSARY_PATHS = "adversary/.*"  # variable paths routed to the adversary's Adam
 
 
 @keras.saving.register_keras_serializable(package="wae_tf")
@@ -102,7 +105,7 @@ def make_optimizer(config: Config, steps_per_epoch: int | None) -> keras.optimiz
         return autoencoder
     adversary = _adam(config, config.adversary_learning_rate, steps_per_epoch, ADVERSARY)
     return keras.optimizers.MultiOptimizer(
-        keras.optimizers.OptimizerMap(autoencoder, {"adversary/.*": adversary}),
+        keras.optimizers.OptimizerMap(autoencoder, {ADVERSARY_PATHS: adversary}),
         name="wae_gan_optimizers",
     )
 
@@ -118,3 +121,37 @@ def sub_optimizer(optimizer: keras.optimizers.Optimizer, name: str) -> keras.opt
         if opt.name == name:
             return opt
     raise ValueError(f"no sub-optimizer named {name!r} in {[o.name for o in inner.optimizers]}")
+
+
+def loss_scaled_sub_optimizers(
+    optimizer: keras.optimizers.Optimizer, variables: list
+) -> dict[str, keras.optimizers.Optimizer]:
+    """{sub-optimizer name: LossScaleOptimizer around it} for a loss-scaled MultiOptimizer.
+
+    Under the mixed_float16 policy Keras's compile() wraps the whole optimizer in one
+    LossScaleOptimizer. The WAE-GAN's train step applies its two sub-optimizers one after
+    the other (Algorithm 1), which would bypass that wrapper: no loss scaling, no skipped
+    non-finite steps. Each sub-optimizer therefore gets its own dynamic loss scale, built
+    here on its own `variables` (Keras forbids a LossScaleOptimizer inside a
+    MultiOptimizer). These scales restart at 2^15 when a run is resumed. Returns {} for
+    any other optimizer.
+    """
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return {}
+    inner = optimizer.inner_optimizer
+    if not isinstance(inner, keras.optimizers.MultiOptimizer):
+        return {}
+    scaled = {}
+    for opt in inner.optimizers:
+        is_adversary = opt.name == ADVERSARY
+        own = [v for v in variables if bool(re.fullmatch(ADVERSARY_PATHS, v.path)) == is_adversary]
+        wrapper = keras.optimizers.LossScaleOptimizer(
+            opt,
+            initial_scale=optimizer.initial_scale,
+            dynamic_growth_steps=optimizer.dynamic_growth_steps,
+            name=f"{opt.name}_loss_scale",
+        )
+        if own:
+            wrapper.build(own)
+        scaled[opt.name] = wrapper
+    return scaled

@@ -1,8 +1,12 @@
 """Cross-replica helpers: the paper's estimators use the *global* batch.
 
-Under `tf.distribute`, each replica sees batch / R examples. The MMD estimate and the
-adversary's losses are not sums over examples, so computing them per replica would
-change the estimator; the models therefore gather the codes of all replicas first.
+Under `tf.distribute`, each replica sees batch / R examples. The MMD estimate is not a
+sum over examples (it compares all pairs of codes), so computing it per replica would
+change the estimator; the models therefore gather the codes of all replicas first. (The
+WAE-GAN's losses are batch means of per-code terms: gathering leaves them unchanged.)
+Random draws (prior samples, input noise, the VAE's epsilon) come from the model's
+SeedGenerator, whose state is mirrored: every replica would draw the *same* values, so
+each replica draws the global batch and keeps its own rows (`local_rows`).
 Outside a multi-replica TensorFlow context these are identities, and on other
 backends TensorFlow is never imported.
 """
@@ -34,4 +38,31 @@ def num_replicas_in_sync() -> int:
 def all_gather(x):
     """Concatenate `x` (B_local, ...) over replicas along axis 0; identity on one replica."""
     context = _replica_context()
-    return x if context is None else context.all_gather(x, axis=0)
+    if context is None:
+        return x
+    gathered = context.all_gather(x, axis=0)
+    # all_gather forgets the static shape; the losses read the code size d_z from it.
+    gathered.set_shape([None, *x.shape[1:]])
+    return gathered
+
+
+def local_rows(draw, n):
+    """This replica's `n` rows of the global random draw `draw(global_batch)`.
+
+    `draw(m)` returns m random rows (m, ...) seeded by the model's SeedGenerator. Its
+    state is the same on every replica, so per-replica draws would repeat one set of
+    rows R times in the global batch; drawing the whole global batch on every replica
+    and keeping rows [offset, offset + n) gives exactly the draws of one device that
+    sees the global batch (uneven replica batches included). Without a strategy: draw(n).
+    """
+    context = _replica_context()
+    if context is None:
+        return draw(n)
+    import tensorflow as tf
+
+    sizes = context.all_gather(tf.reshape(tf.cast(n, tf.int32), [1]), axis=0)
+    offset = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
+    rows = draw(tf.reduce_sum(sizes))
+    local = rows[offset : offset + tf.cast(n, tf.int32)]
+    local.set_shape([None, *rows.shape[1:]])
+    return local
