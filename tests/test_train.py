@@ -1,0 +1,464 @@
+"""The training CLI and `wae_tf.train.train`: workdir files, exact resume after kill -9,
+idempotence, refusals with one clear error, the NaN stop, and the sample-grid helpers.
+
+Every run uses tiny nets (`--width=4`), few images and batches of 50, so that the whole
+file takes about 1.5-2 minutes on 2 shared CPU cores (most of it TensorFlow start-up in
+the CLI subprocesses).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from absl import flags
+from PIL import Image
+
+from wae_tf import configs, data, train, visualize
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = ["--width=4", "--eval_examples=100", "--batch_size=50"]
+
+
+def tiny_config(model: str = "wae_mmd", epochs: int = 1, **overrides) -> configs.Config:
+    """The CLI's `--width=4 --batch_size=50` config, as `config_from_flags` resolves it."""
+    config = configs.tiny(configs.get_config("mnist", model), 4)
+    return config.replace(batch_size=50, epochs=epochs, **overrides)
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("KERAS_BACKEND", None)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "wae_tf.train", *args],
+        cwd=REPO,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def history_rows(workdir: Path) -> list[dict[str, str]]:
+    with open(workdir / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file under root: to show that nothing was written."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assert_same_weights(a, b) -> None:
+    assert len(a.weights) == len(b.weights)
+    for x, y in zip(a.weights, b.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=x.path)
+
+
+# ======================================================================================
+# The issue's check, and extending a finished run
+# ======================================================================================
+
+
+def test_cli_one_epoch_then_two_gives_two_history_rows_pngs_and_provenance(mnist_dir, tmp_path):
+    workdir = tmp_path / "run"
+    common = [
+        "--dataset=mnist",
+        "--model=wae_gan",
+        f"--data_dir={mnist_dir}",
+        f"--workdir={workdir}",
+        "--train_examples=200",
+        *SMOKE,
+    ]  # encoder pretraining stays on, as in the issue's command
+    first = run_cli(*common, "--epochs=1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "encoder pretraining" in first.stderr
+    assert json.loads((workdir / "DONE.json").read_text())["epochs"] == 1
+
+    second = run_cli(*common, "--epochs=2")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from" in second.stderr and "epoch 1 completed" in second.stderr
+    assert "encoder pretraining" not in second.stderr  # only on a fresh start
+
+    rows = history_rows(workdir)
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert {"loss", "reconstruction", "penalty", "adversary_loss", "val_loss"} <= set(rows[0])
+    assert float(rows[1]["learning_rate"]) == pytest.approx(1e-3)  # before the /2 at 30
+    assert float(rows[1]["adversary_learning_rate"]) == pytest.approx(5e-4)
+    assert json.loads((workdir / "DONE.json").read_text())["epochs"] == 2
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["epoch_0002.npz"]
+
+    for epoch in (1, 2):
+        for kind in ("samples", "reconstructions"):
+            with Image.open(workdir / "samples" / f"{kind}_epoch_{epoch:04d}.png") as png:
+                # 8 x 8 cells of 28 px with 1 px gutters; reconstructions: 4 real + 4 rows
+                assert png.size == (8 * 28 + 7, 8 * 28 + 7)
+
+    record = json.loads((workdir / "config.json").read_text())
+    assert configs.Config.from_dict(record["config"]) == tiny_config("wae_gan", epochs=2)
+    assert record["data"]["train_size"] == 200 and record["data"]["eval_size"] == 100
+    assert record["data"]["steps_per_epoch"] == 4
+    assert "t10k" in record["data"]["split_rule"]
+    assert {"python", "keras", "tensorflow", "numpy"} <= set(record["versions"])
+    assert "--epochs=2" in record["command_line"] and "wae_tf.train" in record["command_line"]
+    assert len(record["invocations"]) == 2
+    assert train.load_trained_model(workdir).config.model == "wae_gan"
+    with zipfile.ZipFile(workdir / "final.keras") as archive:  # the model, no Adam moments
+        assert "optimizer" not in archive.read("config.json").decode()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (workdir / "config.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# ======================================================================================
+# kill -9 and resume: the interrupted run ends exactly where an uninterrupted one does
+# ======================================================================================
+
+KILL_EXAMPLES = 4000  # 80 steps per epoch: epoch 2 lasts long enough to be killed in
+
+
+@pytest.fixture(scope="module")
+def reference_run(mnist_dir, tmp_path_factory):
+    """An uninterrupted 2-epoch WAE-MMD run, in-process: (workdir, model)."""
+    workdir = tmp_path_factory.mktemp("reference") / "run"
+    model = train.train(
+        tiny_config("wae_mmd", epochs=2),
+        workdir,
+        data_dir=mnist_dir,
+        train_examples=KILL_EXAMPLES,
+        eval_examples=100,
+        pretrain=False,
+        verbose=0,
+    )
+    return workdir, model
+
+
+def test_kill_9_in_epoch_two_then_rerun_equals_the_uninterrupted_run(
+    mnist_dir, tmp_path, reference_run
+):
+    workdir = tmp_path / "run"
+    args = [
+        "--dataset=mnist",
+        "--model=wae_mmd",
+        f"--data_dir={mnist_dir}",
+        f"--workdir={workdir}",
+        f"--train_examples={KILL_EXAMPLES}",
+        "--epochs=2",
+        "--nopretrain",
+        *SMOKE,
+    ]
+    first_checkpoint = workdir / "checkpoints" / "epoch_0001.npz"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wae_tf.train", *args],
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 240
+        while not first_checkpoint.exists() and process.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        assert first_checkpoint.exists(), "the run never completed epoch 1"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert not (workdir / "DONE.json").exists(), "the run finished before it could be killed"
+    assert not (workdir / "checkpoints" / "epoch_0002.npz").exists()
+
+    # The model of the checkpoint: what the resumed run must continue from.
+    at_epoch_1 = train.load_trained_model(workdir, allow_unfinished=True)
+    with pytest.raises(train.WorkdirError, match="no final model"):
+        train.load_trained_model(workdir)
+
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr and "epoch 1 completed" in resumed.stderr
+
+    reference_dir, reference = reference_run
+    final = train.load_trained_model(workdir)
+    assert_same_weights(final, reference)  # bit-identical to the uninterrupted run
+    # Each epoch once, with the same metrics and learning rates. Not bit-exact: the running
+    # mean of `loss` (not its parts) can differ by 1 ulp in a freshly started process.
+    rows, expected = history_rows(workdir), history_rows(reference_dir)
+    assert [row.keys() for row in rows] == [row.keys() for row in expected]
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    np.testing.assert_allclose(
+        [[float(v) for v in row.values()] for row in rows],
+        [[float(v) for v in row.values()] for row in expected],
+        rtol=1e-6,
+    )
+    pairs = zip(at_epoch_1.encoder.trainable_weights, final.encoder.trainable_weights, strict=True)
+    assert not any(np.array_equal(a, b) for a, b in pairs)  # it trained on from the checkpoint
+
+
+def test_resume_restores_weights_optimizer_and_rng_state_from_the_checkpoint(tmp_path):
+    config = tiny_config("wae_gan")
+    model = train._build_model(config, steps_per_epoch=3)
+    images = np.random.default_rng(0).random((3, 50, 28, 28, 1), "float32")
+    for batch in images:  # three eager WAE-GAN steps: moments, counters, RNG all move
+        model.train_step(batch)
+    path = tmp_path / "epoch_0001.npz"
+    train._save_checkpoint(model, path, {"epoch": 1})
+
+    restored = train._build_model(config, steps_per_epoch=3)
+    assert restored.optimizer.iterations.numpy() == 0
+    assert train._restore_checkpoint(restored, path)["epoch"] == 1
+    assert restored.optimizer.iterations.numpy() == 3  # the lr schedule's position
+    np.testing.assert_array_equal(restored.seed_generator.state, model.seed_generator.state)
+    for a, b in zip(model.optimizer.variables, restored.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    assert_same_weights(model, restored)
+
+
+# ======================================================================================
+# Idempotence and refusals
+# ======================================================================================
+
+
+def test_finished_run_is_loaded_not_retrained(mnist_dir, reference_run):
+    workdir, reference = reference_run
+    before = snapshot(workdir)
+    start = time.time()
+    model = train.train(
+        tiny_config("wae_mmd", epochs=2),
+        workdir,
+        data_dir=mnist_dir,
+        train_examples=KILL_EXAMPLES,
+        eval_examples=100,
+        verbose=0,
+    )
+    assert snapshot(workdir) == before
+    assert_same_weights(model, reference)
+    assert time.time() - start < 10
+
+
+def test_different_config_in_the_same_workdir_is_refused(mnist_dir, reference_run):
+    workdir, _ = reference_run
+    before = snapshot(workdir)
+    with pytest.raises(train.WorkdirError, match=r"different config \(z_dim: 8 there, 4 now\)"):
+        train.train(tiny_config("wae_mmd", epochs=2, z_dim=4), workdir, data_dir=mnist_dir)
+    with pytest.raises(train.WorkdirError, match="different data.*train_size: 4000 there, 200"):
+        train.train(
+            tiny_config("wae_mmd", epochs=3),
+            workdir,
+            data_dir=mnist_dir,
+            train_examples=200,
+            eval_examples=100,
+        )
+    assert snapshot(workdir) == before
+
+
+def test_unwritable_workdir_is_reported_before_anything_is_loaded(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(train.WorkdirError, match="is not a directory"):
+        train.train(tiny_config(), blocker / "run", data_dir=tmp_path / "no_data")
+    with pytest.raises(train.WorkdirError, match="exists and is not a directory"):
+        train.train(tiny_config(), blocker, data_dir=tmp_path / "no_data")
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(train.WorkdirError, match="not writable"):
+            train.train(tiny_config(), locked / "run", data_dir=tmp_path / "no_data")
+        with pytest.raises(train.WorkdirError, match="not writable"):
+            train.train(tiny_config(), locked, data_dir=tmp_path / "no_data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"] + (
+        ["locked"] if os.geteuid() != 0 else []
+    )
+
+
+def test_non_empty_folder_without_a_run_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(train.WorkdirError, match="holds no wae_tf run"):
+        train.train(tiny_config(), tmp_path, data_dir=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_missing_data_dir_raises_the_data_error_and_writes_nothing(tmp_path, reference_run):
+    workdir = tmp_path / "run"
+    with pytest.raises(data.DataError, match="does not exist"):
+        train.train(tiny_config(), workdir, data_dir=tmp_path / "missing")
+    assert not workdir.exists()
+
+    existing, _ = reference_run  # a run in progress or done: left untouched too
+    before = snapshot(existing)
+    with pytest.raises(data.DataError, match="does not exist"):
+        train.train(tiny_config(epochs=3), existing, data_dir=tmp_path / "missing")
+    assert snapshot(existing) == before
+
+
+def test_cli_missing_data_dir_is_one_clear_line(tmp_path):
+    workdir = tmp_path / "run"
+    result = run_cli(
+        "--dataset=mnist",
+        "--model=vae",
+        f"--data_dir={tmp_path / 'missing'}",
+        f"--workdir={workdir}",
+        *SMOKE,
+    )
+    assert result.returncode == 1
+    assert "wae_tf.train: error: data directory" in result.stderr
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert not workdir.exists()
+
+
+# ======================================================================================
+# Flags
+# ======================================================================================
+
+
+def parse(*args: str) -> flags.FlagValues:
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["wae_tf.train", "--workdir=W", *args])
+    return values
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset=svhn", "--model=wae_mmd"], "dataset"),
+        (["--dataset=mnist", "--model=wae"], "model"),
+        (["--dataset=mnist", "--model=vae", "--config=best"], "config"),
+        (["--dataset=mnist", "--model=vae", "--config=official_code"], "celeba only"),
+        (["--dataset=celeba", "--model=vae", "--config=official_code"], "wae_mmd and wae_gan"),
+        (["--dataset=mnist", "--model=vae", "--epochs=0"], "epochs"),
+        (["--dataset=mnist", "--model=vae", "--learning_rate=0"], "learning_rate must be"),
+        (["--dataset=mnist", "--model=vae", "--mmd_kernel=gauss"], "mmd_kernel"),
+        (["--dataset=mnist", "--model=vae", "--precision=fp8"], "precision"),
+        (["--model=vae"], "dataset"),
+    ],
+)
+def test_invalid_flag_values_are_rejected_by_absl(args, message):
+    with pytest.raises(flags.Error, match=message):
+        parse(*args)
+
+
+def test_flags_resolve_to_the_preset_with_width_and_overrides():
+    values = parse(
+        "--dataset=celeba",
+        "--model=wae_gan",
+        "--config=official_code",
+        "--width=8",
+        "--penalty_weight=3",
+        "--z_dim=16",
+        "--epochs=2",
+    )
+    expected = configs.tiny(configs.get_config("celeba", "wae_gan", "official_code"), 8)
+    assert train.config_from_flags(values) == expected.replace(
+        penalty_weight=3.0, z_dim=16, epochs=2
+    )
+
+
+def test_cli_unknown_dataset_exits_with_the_flag_error():
+    result = run_cli("--dataset=svhn", "--model=wae_mmd", "--workdir=unused")
+    assert result.returncode != 0
+    assert "--dataset=svhn" in result.stderr and "mnist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ======================================================================================
+# NaN guard
+# ======================================================================================
+
+
+def test_nan_loss_stops_naming_the_metric_and_writes_no_checkpoint(mnist_dir, tmp_path):
+    workdir = tmp_path / "run"
+    with pytest.raises(train.TrainingDivergedError, match=r"non-finite .*loss = nan.* at epoch 1"):
+        train.train(
+            tiny_config("vae", epochs=2, learning_rate=1e30),
+            workdir,
+            data_dir=mnist_dir,
+            train_examples=200,
+            eval_examples=100,
+            verbose=0,
+        )
+    assert not (workdir / "checkpoints").exists()
+    assert not (workdir / "DONE.json").exists() and not (workdir / "final.keras").exists()
+    assert not (workdir / "history.csv").exists()
+
+
+# ======================================================================================
+# history.csv bookkeeping
+# ======================================================================================
+
+
+def test_history_keeps_rows_up_to_the_checkpoint_and_drops_a_torn_row(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n1,3.5\n2,2.5\n3,1.5\n4,1.")  # epoch 4 torn by a kill
+    train._truncate_history(path, 2)
+    assert path.read_text() == "epoch,loss\n1,3.5\n2,2.5\n"
+    train._append_history_row(path, {"epoch": 3, "loss": 1.25})
+    assert history_rows(tmp_path) == [
+        {"epoch": "1", "loss": "3.5"},
+        {"epoch": "2", "loss": "2.5"},
+        {"epoch": "3", "loss": "1.25"},
+    ]
+
+
+# ======================================================================================
+# visualize
+# ======================================================================================
+
+
+def test_to_uint8_maps_both_pixel_ranges_and_clips():
+    np.testing.assert_array_equal(
+        visualize.to_uint8(np.array([0.0, 0.5, 1.0, 1.2]), "unit"), [0, 128, 255, 255]
+    )
+    np.testing.assert_array_equal(
+        visualize.to_uint8(np.array([-1.5, -1.0, 0.0, 1.0]), "symmetric"), [0, 0, 128, 255]
+    )
+    with pytest.raises(ValueError, match="pixel_range"):
+        visualize.to_uint8(np.zeros(3), "0-255")
+
+
+def test_image_grid_places_images_row_by_row_with_gutters():
+    images = np.arange(1, 6, dtype=np.uint8)[:, None, None, None] * np.ones((5, 2, 3, 1), np.uint8)
+    grid = visualize.image_grid(images, rows=2, cols=3, pad=1, pad_value=0)
+    assert grid.shape == (2 * 2 + 1, 3 * 3 + 2, 1)
+    assert grid[0, 0, 0] == 1 and grid[0, 4, 0] == 2 and grid[3, 0, 0] == 4
+    assert grid[3, 4, 0] == 5 and grid[3, 8, 0] == 0  # image 5, then an empty cell
+    assert grid[2, :, 0].max() == 0  # the gutter row
+    with pytest.raises(ValueError, match="do not fit"):
+        visualize.image_grid(images, rows=1, cols=3)
+
+
+def test_interleave_rows_alternates_real_and_reconstructed_rows():
+    real = np.arange(6)[:, None, None, None] * np.ones((6, 1, 1, 1))
+    out = visualize.interleave_rows(real, real + 100, cols=3)
+    assert out[:, 0, 0, 0].tolist() == [0, 1, 2, 100, 101, 102, 3, 4, 5, 103, 104, 105]
+    with pytest.raises(ValueError, match="rows of 4"):
+        visualize.interleave_rows(real, real, cols=4)
+
+
+def test_save_png_round_trips_and_leaves_no_temporary_file(tmp_path):
+    grid = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    path = visualize.save_png(tmp_path / "sub" / "grid.png", grid)
+    with Image.open(path) as png:
+        np.testing.assert_array_equal(np.asarray(png), grid)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    grey = visualize.save_png(tmp_path / "grey.png", grid[..., :1])
+    with Image.open(grey) as png:
+        assert png.mode == "L"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["grey.png", "grid.png", "sub"]

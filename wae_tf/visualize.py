@@ -1,0 +1,129 @@
+"""Image grids for progress samples and the paper's figures (numpy + Pillow only).
+
+Conventions: images are NHWC. Model outputs are floats in the config's pixel range,
+"unit" = [0, 1] (MNIST, sigmoid decoder) or "symmetric" = [-1, 1] (CelebA, tanh decoder)
+[paper, App. C]; `to_uint8` maps either to uint8 in [0, 255]. A grid is one uint8 array
+(H, W, C) with C = 1 (grey) or 3 (RGB), cells separated by `pad` pixels of `pad_value`.
+
+The reconstruction panels of Figures 2 and 3 alternate rows: odd rows (1st, 3rd, ...)
+are real test points, even rows their reconstructions [paper, Fig. 2-3 captions];
+`interleave_rows` produces that order for `image_grid`.
+
+No TensorFlow or Keras import: anything with `__array__` (numpy, Keras tensors) is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+PIXEL_RANGES = ("unit", "symmetric")
+
+
+def _file_mode() -> int:
+    """The mode a plainly created file gets: 0o666 minus the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
+def to_uint8(images, pixel_range: str) -> np.ndarray:
+    """Floats in [0, 1] ("unit") or [-1, 1] ("symmetric") -> uint8 in [0, 255], same shape.
+
+    Values outside the range are clipped (a decoder output can overshoot by rounding);
+    uint8 input is returned unchanged.
+    """
+    if pixel_range not in PIXEL_RANGES:
+        raise ValueError(f"pixel_range must be 'unit' or 'symmetric', got {pixel_range!r}")
+    x = np.asarray(images)
+    if x.dtype == np.uint8:
+        return x
+    x = x.astype(np.float32)
+    if pixel_range == "symmetric":
+        x = (x + 1.0) / 2.0
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def image_grid(images, rows: int, cols: int, pad: int = 1, pad_value: int = 255) -> np.ndarray:
+    """Tile N <= rows * cols uint8 images (N, h, w, C) row by row into one (H, W, C) array.
+
+    H = rows * h + (rows - 1) * pad and W = cols * w + (cols - 1) * pad; cells without an
+    image (N < rows * cols) and the `pad`-pixel gutters are filled with `pad_value`.
+    """
+    x = np.asarray(images)
+    if x.dtype != np.uint8:
+        raise ValueError(f"image_grid needs uint8 images (see to_uint8), got {x.dtype}")
+    if x.ndim == 3:  # (N, h, w): grey images without a channel axis
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be (N, h, w, 1|3), got shape {x.shape}")
+    if rows < 1 or cols < 1 or pad < 0:
+        raise ValueError(f"need rows, cols >= 1 and pad >= 0, got {rows}, {cols}, {pad}")
+    n, h, w, c = x.shape
+    if n > rows * cols:
+        raise ValueError(f"{n} images do not fit in a {rows}x{cols} grid")
+    height, width = rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad
+    grid = np.full((height, width, c), pad_value, dtype=np.uint8)
+    for i in range(n):
+        top, left = (i // cols) * (h + pad), (i % cols) * (w + pad)
+        grid[top : top + h, left : left + w] = x[i]
+    return grid
+
+
+def interleave_rows(real, reconstructed, cols: int) -> np.ndarray:
+    """Rows of `cols` images: real row 1, its reconstructions, real row 2, ... [paper, Fig. 2].
+
+    real, reconstructed: (N, h, w, C) with the same shape and N a multiple of `cols`.
+    Returns (2N, h, w, C) to be tiled by `image_grid(..., rows=2 * N // cols, cols=cols)`.
+    """
+    real, reconstructed = np.asarray(real), np.asarray(reconstructed)
+    if real.shape != reconstructed.shape:
+        raise ValueError(
+            f"real {real.shape} and reconstructed {reconstructed.shape} differ in shape"
+        )
+    if cols < 1 or len(real) % cols:
+        raise ValueError(f"{len(real)} images do not fill rows of {cols}")
+    rows = len(real) // cols
+    pairs = np.stack(
+        [
+            real.reshape(rows, cols, *real.shape[1:]),
+            reconstructed.reshape(rows, cols, *real.shape[1:]),
+        ],
+        axis=1,
+    )  # (rows, 2, cols, h, w, C)
+    return pairs.reshape(2 * len(real), *real.shape[1:])
+
+
+def save_png(path: str | os.PathLike, grid) -> Path:
+    """Write a uint8 (H, W), (H, W, 1) or (H, W, 3) array as a PNG, atomically.
+
+    The image goes to a temporary file in the same folder first and is renamed into place,
+    so a reader (or a run killed mid-write) never sees a truncated PNG. Returns the path.
+    """
+    from PIL import Image
+
+    array = np.asarray(grid)
+    if array.dtype != np.uint8:
+        raise ValueError(f"save_png needs a uint8 array, got {array.dtype}")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
+        raise ValueError(f"save_png needs (H, W), (H, W, 1) or (H, W, 3), got {array.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(array).save(f, format="PNG")
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; use the usual umask mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
