@@ -1,0 +1,271 @@
+"""SavedModel export for TF Serving: signatures, round trip, the CLI and its bad inputs.
+
+Tiny nets (width 4) trained for one step, so that BatchNormalization's moving statistics
+differ from batch statistics and an export in training mode would show. Runtime: about
+60 s on 2 shared CPU cores (three exports, three reloads, three subprocesses).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wae_tf import configs, export, models
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXPECTED_SIGNATURES = {"encode", "decode", "reconstruct", "sample", "serving_default"}
+# The signatures run the Keras model's float32 ops. The reference runs it in a
+# tf.function too (`_graph`): eagerly, oneDNN's unfused kernels round differently from
+# the graph's fused ones, by up to ~1e-6 on these outputs.
+ATOL = 1e-6
+
+
+def _tiny(dataset: str, kind: str):
+    return configs.tiny(configs.get_config(dataset, kind), 4).replace(lr_schedule="constant")
+
+
+@pytest.fixture(scope="module")
+def images(mnist_images) -> np.ndarray:
+    return mnist_images[:16]
+
+
+@pytest.fixture(scope="module")
+def model(images):
+    """A tiny WAE-MMD on MNIST after one training step (moving BN statistics updated)."""
+    model = models.build_model(_tiny("mnist", "wae_mmd"))
+    model.compile()
+    model.fit(images, batch_size=16, epochs=1, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def export_dir(model, tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("serving") / "models" / "wae_mnist" / "1"
+    assert export.export_saved_model(model, target) == target
+    return target
+
+
+@pytest.fixture(scope="module")
+def served(export_dir):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(export_dir))
+
+
+def _graph(fn, *args) -> np.ndarray:
+    """fn(*args) run in a tf.function (graph mode, as in the SavedModel), as numpy."""
+    import tensorflow as tf
+
+    return np.asarray(tf.function(fn)(*args))
+
+
+def _call(served, name, **inputs):
+    import tensorflow as tf
+
+    tensors = {k: tf.constant(v) for k, v in inputs.items()}
+    return {k: v.numpy() for k, v in served.signatures[name](**tensors).items()}
+
+
+def test_export_has_the_serving_signatures_with_named_inputs_and_outputs(served):
+    import tensorflow as tf
+
+    assert set(served.signatures) == EXPECTED_SIGNATURES
+    expected = {
+        "encode": ({"images": [None, 28, 28, 1]}, {"codes": [None, 8]}),
+        "decode": ({"z": [None, 8]}, {"images": [None, 28, 28, 1]}),
+        "serving_default": ({"z": [None, 8]}, {"images": [None, 28, 28, 1]}),
+        "reconstruct": ({"images": [None, 28, 28, 1]}, {"images": [None, 28, 28, 1]}),
+        "sample": ({"count": [], "seed": []}, {"images": [None, 28, 28, 1]}),
+    }
+    for name, (inputs, outputs) in expected.items():
+        signature = served.signatures[name]
+        specs = signature.structured_input_signature[1]
+        assert {k: spec.shape.as_list() for k, spec in specs.items()} == inputs, name
+        assert all(
+            spec.dtype == (tf.int32 if name == "sample" else tf.float32) for spec in specs.values()
+        )
+        results = signature.structured_outputs
+        assert {k: t.shape.as_list() for k, t in results.items()} == outputs, name
+        assert all(t.dtype == tf.float32 for t in results.values())
+
+
+def test_signatures_equal_the_keras_model_in_inference_mode(model, served, images):
+    x = images[:5]
+    z = np.asarray(model.sample_prior(5, seed=1))
+    encoded = _call(served, "encode", images=x)["codes"]
+    np.testing.assert_allclose(encoded, _graph(model.encode, x), atol=ATOL, rtol=0)
+    decoded = _call(served, "decode", z=z)["images"]
+    np.testing.assert_allclose(decoded, _graph(model.decode, z), atol=ATOL, rtol=0)
+    default = _call(served, "serving_default", z=z)["images"]
+    np.testing.assert_array_equal(default, decoded)
+    reconstructed = _call(served, "reconstruct", images=x)["images"]
+    np.testing.assert_allclose(reconstructed, _graph(model, x), atol=ATOL, rtol=0)
+    # Inference mode matters here: with batch statistics the output would differ.
+    training_mode = np.asarray(model.reconstruct(x, training=True))
+    assert np.max(np.abs(training_mode - reconstructed)) > 1e-4
+    assert 0.0 <= decoded.min() and decoded.max() <= 1.0  # MNIST pixels in [0, 1]
+
+
+def test_sample_signature_is_deterministic_and_equals_model_sample(model, served):
+    first = _call(served, "sample", count=np.int32(6), seed=np.int32(3))["images"]
+    again = _call(served, "sample", count=np.int32(6), seed=np.int32(3))["images"]
+    other = _call(served, "sample", count=np.int32(6), seed=np.int32(4))["images"]
+    assert first.shape == (6, 28, 28, 1)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)  # (an untrained decoder: images near 0.5)
+    # model.sample(6, seed=3) = decode(model.sample_prior(6, seed=3)): the same prior
+    # draws, decoded by the exported graph (decode itself is checked against Keras above).
+    z = np.asarray(model.sample_prior(6, seed=3))
+    np.testing.assert_array_equal(first, _call(served, "decode", z=z)["images"])
+    assert _call(served, "sample", count=np.int32(0), seed=np.int32(0))["images"].shape[0] == 0
+
+
+def test_encode_rejects_images_of_the_wrong_size_at_serving_time(served, export_dir):
+    import tensorflow as tf
+
+    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError), match="28"):
+        served.signatures["encode"](images=tf.zeros([2, 32, 32, 1]))
+    # The graph checks the shape itself too, for servers that skip Python's check.
+    assert b"EnsureShape" in (export_dir / "saved_model.pb").read_bytes()
+
+
+def test_saved_model_cli_lists_the_signatures_and_input_names(export_dir):
+    script = shutil.which("saved_model_cli")
+    command = (
+        [script] if script else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    )
+    run = subprocess.run(
+        [*command, "show", "--all", "--dir", str(export_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for name in EXPECTED_SIGNATURES:
+        assert f"signature_def['{name}']" in run.stdout
+    for text in ("inputs['images']", "inputs['z']", "inputs['count']", "outputs['codes']"):
+        assert text in run.stdout
+    assert "(-1, 28, 28, 1)" in run.stdout
+
+
+def test_export_records_the_pixel_range_and_config(export_dir):
+    metadata = json.loads((export_dir / export.METADATA_FILE).read_text())
+    assert metadata["pixel_range"] == "[0, 1]"
+    assert metadata["image_shape"] == [28, 28, 1] and metadata["z_dim"] == 8
+    assert set(metadata["signatures"]) == EXPECTED_SIGNATURES
+
+
+def test_existing_version_is_refused_without_overwrite_and_replaced_with_it(model, export_dir):
+    before = (export_dir / "saved_model.pb").stat().st_mtime_ns
+    with pytest.raises(export.ExportError, match="already exists"):
+        export.export_saved_model(model, export_dir)
+    assert (export_dir / "saved_model.pb").stat().st_mtime_ns == before
+    export.export_saved_model(model, export_dir, overwrite=True, include_sample=False)
+    metadata = json.loads((export_dir / export.METADATA_FILE).read_text())
+    assert "sample" not in metadata["signatures"]
+    assert sorted(p.name for p in export_dir.parent.iterdir()) == ["1"]  # no leftovers
+    export.export_saved_model(model, export_dir, overwrite=True)  # restore for other tests
+
+
+def test_failed_export_leaves_nothing_behind(model, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "build_archive", broken)
+    target = tmp_path / "wae_mnist" / "1"
+    with pytest.raises(RuntimeError, match="disk full"):
+        export.export_saved_model(model, target)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_vae_on_celeba_exports_its_posterior_mean_in_minus_one_one(tmp_path):
+    import tensorflow as tf
+
+    vae = models.build_model(_tiny("celeba", "vae"))
+    target = export.export_saved_model(vae, tmp_path / "vae_celeba" / "1", include_sample=False)
+    served = tf.saved_model.load(str(target))
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 64, 64, 3)).astype("float32")
+    codes = _call(served, "encode", images=x)["codes"]
+    assert codes.shape == (3, 64)
+    np.testing.assert_allclose(codes, _graph(vae.encode, x), atol=ATOL, rtol=0)
+    reconstructed = _call(served, "reconstruct", images=x)["images"]
+    assert reconstructed.min() >= -1.0 and reconstructed.max() <= 1.0
+    assert json.loads((target / export.METADATA_FILE).read_text())["pixel_range"] == "[-1, 1]"
+
+
+# --- Loading a training run ------------------------------------------------------------------
+
+
+def test_load_model_explains_a_missing_or_empty_workdir(tmp_path):
+    with pytest.raises(export.ExportError, match="does not exist"):
+        export.load_model(tmp_path / "nope")
+    with pytest.raises(export.ExportError, match="is empty"):
+        export.load_model(tmp_path)
+
+
+def test_load_model_explains_a_workdir_without_checkpoint(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch\n")
+    with pytest.raises(export.ExportError, match="nothing to export"):
+        export.load_model(tmp_path)
+
+
+def test_load_model_reads_final_keras_of_a_workdir(model, tmp_path):
+    model.save(tmp_path / "final.keras")
+    loaded = export.load_model(tmp_path)
+    z = np.asarray(model.sample_prior(3, seed=2))
+    np.testing.assert_array_equal(np.asarray(loaded.decode(z)), np.asarray(model.decode(z)))
+
+
+# --- The command line ------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "wae_tf.export", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+
+
+def test_cli_exports_a_training_workdir(model, tmp_path):
+    import tensorflow as tf
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    model.save(workdir / "final.keras")
+    target = tmp_path / "models" / "wae_mnist" / "1"
+    run = _cli(f"--workdir={workdir}", f"--export_dir={target}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"exported {target}" in run.stdout
+    served = tf.saved_model.load(str(target))
+    z = np.asarray(model.sample_prior(4, seed=5))
+    decoded = _call(served, "serving_default", z=z)["images"]
+    np.testing.assert_allclose(decoded, _graph(model.decode, z), atol=ATOL, rtol=0)
+
+
+def test_cli_reports_an_empty_workdir_and_an_existing_version(tmp_path):
+    (tmp_path / "run").mkdir()
+    run = _cli(f"--workdir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'out' / '1'}")
+    assert run.returncode == 1
+    assert "wae_tf.export: error: workdir" in run.stderr and "is empty" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_stores_each_variable_once(model, export_dir):
+    import tensorflow as tf
+
+    stored = tf.train.list_variables(str(export_dir / "variables" / "variables"))
+    values = sum(int(np.prod(shape)) for name, shape in stored if "VARIABLE_VALUE" in name)
+    # encoder + decoder, BN moving statistics included (no adversary, no optimizer).
+    assert values == model.encoder.count_params() + model.decoder.count_params()
