@@ -1,0 +1,401 @@
+"""The reproduce scripts (Figures 2-3, Table 1): run with --quick on the shared real data.
+
+The three scripts run in-process with their own flag values (`run_with_args`) on tiny nets
+(width 8, 300 train images, 1 epoch); figure3 and both table1 runs share one workdir, so the
+CelebA models are trained once. About 100 s in all on 2 busy CPU cores; the script tests
+skip when /work/shared/data is absent, the layout and panel tests need no data.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from reproduce import common, figure2, figure3, table1
+from wae_tf import data
+
+# ======================================================================================
+# Fixtures: one quick run of each script
+# ======================================================================================
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """Keep the CelebA decode cache of these runs out of ~/.cache."""
+    path = tmp_path_factory.mktemp("celeba_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(data.CACHE_DIR_ENV, str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def figure2_run(mnist_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("figure2")
+    payload = figure2.run_with_args(
+        [
+            "figure2",
+            "--quick",
+            f"--data_dir={mnist_dir}",
+            f"--workdir={root / 'runs'}",
+            f"--out_dir={root / 'out'}",
+        ]
+    )
+    return payload, root / "out"
+
+
+@pytest.fixture(scope="module")
+def celeba_root(celeba_dir, cache_dir, tmp_path_factory):
+    return tmp_path_factory.mktemp("celeba")
+
+
+def _celeba_args(name: str, celeba_dir: Path, root: Path, out: str, *extra: str) -> list[str]:
+    return [
+        name,
+        "--quick",
+        f"--data_dir={celeba_dir}",
+        f"--workdir={root / 'runs'}",  # shared: figure3 trains, table1 reuses
+        f"--out_dir={root / out}",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def figure3_run(celeba_dir, celeba_root):
+    payload = figure3.run_with_args(_celeba_args("figure3", celeba_dir, celeba_root, "fig3"))
+    return payload, celeba_root / "fig3"
+
+
+@pytest.fixture(scope="module")
+def table1_without_graph(celeba_dir, celeba_root, figure3_run):
+    out = "table_no_graph"
+    payload = table1.run_with_args(_celeba_args("table1", celeba_dir, celeba_root, out))
+    return payload, celeba_root / out
+
+
+def _write_standin_ttur_graph(path: Path) -> Path:
+    """A tiny GraphDef with the TTUR Inception graph's tensor names and shapes.
+
+    Like classify_image_graph_def.pb (and the stand-in of tests/test_metrics.py): a
+    single-image float input 'Cast' in [0, 255], 'ExpandDims' adding a batch dim of 1, an
+    internal resize and (x - 128) / 128, and 'pool_3' of shape [1, 1, 1, 2048], shapes
+    recorded with batch size 1. Only 16 of the 2048 features are alive (the others are
+    constant 0), which keeps the 2048-d Fréchet distance fast.
+    """
+    tf = pytest.importorskip("tensorflow")
+    graph = tf.Graph()
+    with graph.as_default():
+        image = tf.compat.v1.placeholder(tf.float32, [None, None, 3], name="Cast")
+        x = tf.expand_dims(image, 0, name="ExpandDims")
+        x = tf.compat.v1.image.resize_bilinear(x, [8, 8], name="ResizeBilinear")
+        x = tf.multiply(tf.subtract(x, 128.0, name="Sub"), 1.0 / 128.0, name="Mul")
+        kernel = np.zeros((3, 3, 3, 2048), np.float32)
+        kernel[..., :16] = np.random.default_rng(1).normal(0, 0.5, size=(3, 3, 3, 16))
+        bias = np.full(2048, -1.0, np.float32)
+        bias[:16] = 0.1
+        x = tf.nn.conv2d(x, tf.constant(kernel), strides=[1, 1, 1, 1], padding="VALID")
+        x = tf.nn.relu(tf.nn.bias_add(x, tf.constant(bias)), name="mixed_10/join")
+        tf.nn.avg_pool2d(x, [1, 6, 6, 1], [1, 1, 1, 1], "VALID", name="pool_3")
+    path.write_bytes(graph.as_graph_def(add_shapes=True).SerializeToString())
+    return path
+
+
+@pytest.fixture(scope="module")
+def table1_with_standin_graph(celeba_dir, celeba_root, figure3_run):
+    graph = _write_standin_ttur_graph(celeba_root / "classify_image_graph_def.pb")
+    out = "table_standin"
+    payload = table1.run_with_args(
+        _celeba_args("table1", celeba_dir, celeba_root, out, f"--inception_graph={graph}")
+    )
+    return payload, celeba_root / out
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _finite(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _expected_figure_width(image_size: int, magnification: int) -> int:
+    panel = (common.PANEL_COLS * (image_size + 1) - 1) * magnification  # 1 px gutters
+    layout = common.FigureLayout(panel, (1, 1, 1), ())
+    return layout.width
+
+
+# ======================================================================================
+# Figure 2 (MNIST)
+# ======================================================================================
+
+
+def test_figure2_quick_writes_figure_curves_json_and_markdown(figure2_run):
+    payload, out = figure2_run
+    names = {"figure2.png", "figure2_training_curves.png", "figure2.json", "figure2.md"}
+    assert names <= {p.name for p in out.iterdir()}
+    assert sorted(payload["files"]) == sorted(str(out / n) for n in names)
+    with Image.open(out / "figure2.png") as image:
+        width, height = image.size
+    # Three 10-image-wide panels of 28 px digits at 2x, side by side.
+    assert width == _expected_figure_width(28, magnification=2)
+    assert 0.5 * width < height < width
+    with Image.open(out / "figure2_training_curves.png") as image:
+        assert image.size[0] > image.size[1]
+
+
+def test_figure2_json_has_the_three_models_with_their_numbers(figure2_run):
+    _, out = figure2_run
+    payload = _read_json(out / "figure2.json")
+    assert list(payload["models"]) == ["vae", "wae_mmd", "wae_gan"]
+    for numbers in payload["models"].values():
+        assert (
+            _finite(numbers["test_reconstruction_cost"]) and numbers["test_reconstruction_cost"] > 0
+        )
+        assert numbers["test_squared_l2"] == pytest.approx(
+            numbers["test_reconstruction_cost"] / 0.05
+        )
+        assert _finite(numbers["mnist_frechet_score"]) and numbers["mnist_frechet_score"] >= 0
+        assert numbers["epochs"] == 1 and numbers["paper_epochs"] == 100
+        assert numbers["train_size"] == 300 and numbers["test_size"] == 200
+        assert numbers["seconds_per_epoch"] > 0
+    assert 0.0 < payload["mnist_classifier"]["test_accuracy"] <= 1.0
+    assert (
+        payload["provenance"]["git"]["commit"] is None
+        or len(payload["provenance"]["git"]["commit"]) == 40
+    )
+
+
+def test_figure2_quick_run_says_it_is_reduced_scale_everywhere(figure2_run):
+    payload, out = figure2_run
+    assert payload["scale"]["reduced"] is True
+    description = payload["scale"]["description"]
+    assert description.startswith("REDUCED SCALE: 1 epoch (paper: 100), 300 train images")
+    assert description in (out / "figure2.md").read_text()
+
+
+def test_rerunning_figure2_reuses_the_finished_runs(figure2_run, mnist_dir, tmp_path, monkeypatch):
+    payload, out = figure2_run
+    from wae_tf import train
+
+    def _no_fit(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(train, "_fit", _no_fit)
+    workdir = Path(payload["models"]["vae"]["workdir"]).parents[1]
+    again = figure2.run_with_args(
+        [
+            "figure2",
+            "--quick",
+            f"--data_dir={mnist_dir}",
+            f"--workdir={workdir}",
+            f"--out_dir={tmp_path}",
+        ]
+    )
+    for name in common.MODELS:  # same weights and fixed seeds: the same numbers
+        assert again["models"][name]["test_reconstruction_cost"] == pytest.approx(
+            payload["models"][name]["test_reconstruction_cost"], rel=1e-6
+        )
+
+
+# ======================================================================================
+# Figure 3 and Table 1 (CelebA)
+# ======================================================================================
+
+
+def test_figure3_quick_writes_its_files_with_the_split_rule_and_null_fid(figure3_run):
+    payload, out = figure3_run
+    assert {"figure3.png", "figure3_training_curves.png", "figure3.json", "figure3.md"} <= {
+        p.name for p in out.iterdir()
+    }
+    with Image.open(out / "figure3.png") as image:
+        assert image.size[0] == _expected_figure_width(64, magnification=1)
+    saved = _read_json(out / "figure3.json")
+    assert "official_code_shuffle" in saved["split"]  # the shared 10k subset's rule
+    assert saved["scale"]["reduced"] is True
+    assert list(saved["models"]) == ["vae", "wae_mmd", "wae_gan"]
+    for numbers in saved["models"].values():
+        assert numbers["fid"] is None and "inception_graph" in numbers["fid_reason"]
+        assert _finite(numbers["sharpness"]) and numbers["sharpness"] >= 0
+        assert _finite(numbers["test_reconstruction_cost"])
+    assert saved["test_images_sharpness"] > 1e-3  # real faces are sharp
+
+
+def test_table1_without_inception_graph_has_null_fids_with_a_reason_and_sharpness(
+    table1_without_graph,
+):
+    payload, out = table1_without_graph
+    assert {p.name for p in out.iterdir()} == {"table1.md", "table1.json"}
+    saved = _read_json(out / "table1.json")
+    assert set(saved["rows"]) == {"true_data", "vae", "wae_mmd", "wae_gan"}
+    for row in saved["rows"].values():
+        assert row["fid"] is None and "classify_image_graph_def.pb" in row["fid_reason"]
+        assert _finite(row["sharpness"])
+    # Real faces (paper: 2e-2) are far sharper than the grey output of a 1-epoch model.
+    assert saved["rows"]["true_data"]["sharpness"] > 1e-2
+    assert saved["paper"]["wae_gan"] == {"fid": 42.0, "sharpness": 6e-3}
+    assert saved["real_images"]["true_data_set_sizes"] == [200, 200]
+    prov = saved["provenance"]
+    assert {"git", "machine", "started_at", "wall_time_s", "command_line"} <= set(prov)
+    markdown = (out / "table1.md").read_text()
+    assert "REDUCED SCALE" in markdown and "| WAE-GAN | n/a | 42 |" in markdown
+
+
+def test_table1_with_a_standin_inception_graph_gives_numeric_fids(table1_with_standin_graph):
+    payload, out = table1_with_standin_graph
+    saved = _read_json(out / "table1.json")
+    fids = {key: row["fid"] for key, row in saved["rows"].items()}
+    assert all(_finite(v) and v > -1e-6 for v in fids.values()), fids
+    # Two real sets are far closer than real faces and the grey samples of 1-epoch models.
+    assert fids["true_data"] < min(fids[m] for m in common.MODELS)
+    assert saved["fid"]["comparable_to_paper"] is True and "reason" not in saved["fid"]
+
+
+# ======================================================================================
+# Building blocks (no data needed)
+# ======================================================================================
+
+
+def test_render_figure_places_each_model_and_panel_pixel_for_pixel():
+    rng = np.random.default_rng(0)
+    shapes = {"interpolations": (20, 30, 1), "reconstructions": (24, 30, 1), "samples": (20, 30, 1)}
+    panels = {
+        m: {k: rng.integers(0, 256, s, dtype=np.uint8) for k, s in shapes.items()}
+        for m in common.MODELS
+    }
+    png, layout = common.render_figure(
+        panels, "title", common.Scale(True, "REDUCED SCALE: test"), ["a caption"], magnification=2
+    )
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert image.shape[:2] == (layout.height, layout.width)
+    for row, key in enumerate(common.PANEL_ROWS):  # rows: interpolations, reconstructions, samples
+        for col, model in enumerate(common.MODELS):  # columns: VAE | WAE-MMD | WAE-GAN
+            left, top, width, height = layout.panel_box(row, col)
+            expected = np.kron(panels[model][key][..., 0], np.ones((2, 2), np.uint8))
+            np.testing.assert_array_equal(
+                image[top : top + height, left : left + width, 0], expected
+            )
+    # Panels do not overlap and the columns are ordered left to right.
+    lefts = [layout.panel_box(0, c)[0] for c in range(3)]
+    assert lefts[0] + layout.panel_width < lefts[1] < lefts[2]
+
+
+class _FakeModel:
+    """encode: mean pixel value (d_z = 1); decode: a flat image of that value."""
+
+    config = SimpleNamespace(pixel_range="unit")
+
+    def encode(self, images):
+        return np.asarray(images).mean(axis=(1, 2, 3))[:, None]
+
+    def decode(self, z):
+        return np.broadcast_to(np.asarray(z)[:, :, None, None], (len(z), 4, 4, 1)).copy()
+
+
+def _flat_images(values) -> np.ndarray:
+    return np.stack([np.full((4, 4, 1), v, np.uint8) for v in values])
+
+
+def _cell_values(grid: np.ndarray, rows: int, cols: int, size: int = 4) -> np.ndarray:
+    """(rows, cols): the value of each flat size x size cell of a grid with 1 px gutters."""
+    return grid[:: size + 1, :: size + 1, 0][:rows, :cols]
+
+
+def test_interpolation_rows_start_and_end_with_the_real_points_and_decode_a_straight_line():
+    pairs = np.stack([_flat_images([0, 255]), _flat_images([100, 20])] * 3)[:5]
+    grid = common.interpolation_panel(_FakeModel(), pairs)
+    values = _cell_values(grid, 5, common.PANEL_COLS)
+    assert (values[0, 0], values[0, -1]) == (0, 255)  # real endpoints, left and right
+    expected = np.round(np.linspace(0.0, 1.0, common.PANEL_COLS - 2) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(values[0, 1:-1], expected)  # G of the straight line
+    assert (values[1, 0], values[1, -1]) == (100, 20)
+    assert values[1, 1] == 100 and values[1, -2] == 20  # the line's ends are G(Q(x_a)), G(Q(x_b))
+
+
+def test_reconstruction_panel_alternates_real_rows_and_their_reconstructions():
+    n = common.RECONSTRUCTION_PAIRS * common.PANEL_COLS
+    images = _flat_images(np.arange(n) * 8)
+
+    class Inverting(_FakeModel):
+        def decode(self, z):
+            return 1.0 - super().decode(z)
+
+    grid = common.reconstruction_panel(Inverting(), images)
+    values = _cell_values(grid, 2 * common.RECONSTRUCTION_PAIRS, common.PANEL_COLS)
+    real = images[:, 0, 0, 0].reshape(common.RECONSTRUCTION_PAIRS, common.PANEL_COLS)
+    np.testing.assert_array_equal(values[0::2], real)  # odd rows (1st, 3rd, ...): real
+    np.testing.assert_array_equal(values[1::2], 255 - real)  # even rows: reconstructions
+
+
+def _fake_run(name: str, epochs: int, train_size: int):
+    from wae_tf import configs
+
+    return common.TrainedRun(
+        name,
+        None,
+        Path("/runs") / name,
+        configs.get_config("mnist", name),
+        {"data": {"train_size": train_size}},
+        {"epochs": epochs},
+        [],
+    )
+
+
+def test_scale_is_paper_only_with_paper_epochs_data_and_widths():
+    options = common.parse_args(["figure2"], "mnist", fid=False)
+    paper = {n: _fake_run(n, 100, 60_000) for n in common.MODELS}
+    scale = common.describe_scale(options, paper)
+    assert not scale.reduced and scale.text.startswith("paper scale: 100 epochs")
+    short = {n: _fake_run(n, 10, 60_000) for n in common.MODELS}
+    assert common.describe_scale(options, short).text.startswith(
+        "REDUCED SCALE: 10 epochs (paper: 100)"
+    )
+    subset = {n: _fake_run(n, 100, 5_000) for n in common.MODELS}
+    assert common.describe_scale(options, subset).reduced
+    narrow = common.parse_args(["figure2", "--width=32"], "mnist", fid=False)
+    assert "width 32" in common.describe_scale(narrow, paper).text
+
+
+def test_quick_fills_unset_flags_and_explicit_flags_win():
+    options = common.parse_args(["figure2", "--quick", "--epochs=3"], "mnist", fid=False)
+    assert (options.width, options.train_examples, options.epochs) == (8, 300, 3)
+    assert options.num_samples == common.QUICK.num_samples and options.out_dir == Path("results")
+    full = common.parse_args(["table1"], "celeba", fid=True)
+    assert full.num_samples == 10_000 and full.width is None and full.epochs is None
+    assert common.run_group(options) == "mnist_quick_w8_n300" and common.run_group(full) == "celeba"
+
+
+def test_bad_flags_and_missing_data_fail_with_one_message_and_write_nothing(tmp_path, capsys):
+    with pytest.raises(common.ReproError, match="num_samples"):
+        common.parse_args(["table1", "--num_samples=1"], "celeba", fid=True)
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    args = [
+        "figure2",
+        "--quick",
+        f"--data_dir={tmp_path / 'nowhere'}",
+        f"--workdir={runs}",
+        f"--out_dir={out}",
+    ]
+    with pytest.raises(data.DataError, match="nowhere"):
+        figure2.run_with_args(args)
+    assert not out.exists() and not any(runs.rglob("*.json"))
+    with pytest.raises(SystemExit) as exit_info:
+        common.exit_on_error("figure2", lambda: figure2.run_with_args(args))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("figure2: error:") and "nowhere" in err[0]
+
+
+def test_unwritable_out_dir_fails_before_any_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    runs = tmp_path / "runs"
+    args = ["table1", "--quick", f"--workdir={runs}", f"--out_dir={blocker / 'out'}"]
+    with pytest.raises(common.ReproError, match="not writable"):
+        table1.run_with_args(args)
+    assert not runs.exists()
