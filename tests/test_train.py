@@ -397,6 +397,22 @@ def test_nan_loss_stops_naming_the_metric_and_writes_no_checkpoint(mnist_dir, tm
     assert not (workdir / "history.csv").exists()
 
 
+def test_sample_every_zero_writes_no_grids(mnist_dir, tmp_path):
+    workdir = tmp_path / "run"
+    train.train(
+        tiny_config("wae_mmd", epochs=1),
+        workdir,
+        data_dir=mnist_dir,
+        train_examples=100,
+        eval_examples=50,
+        pretrain=False,
+        sample_every=0,
+        verbose=0,
+    )
+    assert (workdir / "DONE.json").exists()
+    assert not list(workdir.glob("samples/*.png"))
+
+
 # ======================================================================================
 # history.csv bookkeeping
 # ======================================================================================

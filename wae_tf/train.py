@@ -675,8 +675,9 @@ class SampleGrids(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         completed = epoch + 1
-        due = completed % self.every == 0 or completed == self.last_epoch
-        if self.every > 0 and due and not self.guard.tripped:
+        if self.every <= 0 or self.guard.tripped:  # 0: no sample grids
+            return
+        if completed % self.every == 0 or completed == self.last_epoch:
             write_sample_grids(self.model, self.directory, completed, self.test_images)
 
 
