@@ -1043,15 +1043,23 @@ def machine() -> dict[str, Any]:
     }
     try:
         import keras
-        import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
-        info["gpus"] = [
-            tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-            for gpu in gpus
-        ]
-        info["tensorflow"] = tf.__version__
         info["keras"] = keras.__version__
+        info["keras_backend"] = keras.backend.backend()
+        if keras.backend.backend() == "jax":
+            import jax
+
+            info["jax"] = jax.__version__
+            info["gpus"] = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
+        else:
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            info["gpus"] = [
+                tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+                for gpu in gpus
+            ]
+            info["tensorflow"] = tf.__version__
     except Exception as e:  # noqa: BLE001 - provenance must never fail a run
         info["gpus"] = f"unknown ({e})"
     return info
