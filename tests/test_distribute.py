@@ -341,5 +341,62 @@ def test_check_global_batch_refuses_uneven_splits():
         distribute.check_global_batch(7, _TwoReplicas())
 
 
+# ---------------------------------------------------------------------------------------
+# The training CLI under --distribution=mirrored (two logical CPU devices).
+# ---------------------------------------------------------------------------------------
+_CLI_ON_TWO_CPUS = """
+import sys
+from wae_tf import distribute, train
+distribute.split_cpu(2)  # mirrored without GPUs uses every CPU device: two replicas
+sys.argv = ["wae_tf.train", *sys.argv[1:]]
+train.run()
+"""
+
+
+def _train_cli(*args: str, two_cpus: bool) -> subprocess.CompletedProcess:
+    command = ["-c", _CLI_ON_TWO_CPUS] if two_cpus else ["-m", "wae_tf.train"]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("KERAS_BACKEND", None)
+    return subprocess.run(
+        [sys.executable, *command, *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_trains_under_mirrored_with_synchronised_bn_and_resumes_on_one_device(
+    mnist_dir, tmp_path
+):
+    import csv
+
+    workdir = tmp_path / "run"
+    common = [
+        "--dataset=mnist",
+        "--model=wae_gan",
+        f"--data_dir={mnist_dir}",
+        f"--workdir={workdir}",
+        "--width=4",
+        "--train_examples=100",
+        "--eval_examples=50",
+        "--batch_size=50",
+        "--verbose=2",
+    ]
+    first = _train_cli(*common, "--epochs=1", "--distribution=mirrored", two_cpus=True)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert "2 replicas" in first.stderr  # the strategy really had two
+    record = json.loads((workdir / "config.json").read_text())
+    assert record["config"]["sync_batch_norm"] is True  # BN over the global batch
+    # The mirrored checkpoint resumes on one device (no BN sync there): epoch 2 only.
+    second = _train_cli(*common, "--epochs=2", two_cpus=False)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "resuming from" in second.stderr
+    with open(workdir / "history.csv", newline="") as f:
+        epochs = [row["epoch"] for row in csv.DictReader(f)]
+    assert [int(e) for e in epochs] == [1, 2]
+
+
 if __name__ == "__main__":
     _main(*sys.argv[1:])

@@ -220,8 +220,13 @@ def _create_workdir(root: Path) -> None:
     _probe_writable(root)
 
 
+# Fields a resumed run may change: the target epoch count, and BN synchronisation, which
+# follows --distribution (the weights and the math per replica are the same).
+_RESUMABLE_FIELDS = ("epochs", "sync_batch_norm")
+
+
 def _config_differences(stored: dict[str, Any], config: Config) -> list[str]:
-    """Fields (other than `epochs`) where the stored run's config differs from `config`."""
+    """Fields (other than _RESUMABLE_FIELDS) where the stored run's config differs."""
     try:
         previous = Config.from_dict(stored).to_dict()
     except (TypeError, ValueError) as e:
@@ -230,7 +235,7 @@ def _config_differences(stored: dict[str, Any], config: Config) -> list[str]:
     return [
         f"{name}: {previous[name]!r} there, {current[name]!r} now"
         for name in current
-        if name != "epochs" and previous[name] != current[name]
+        if name not in _RESUMABLE_FIELDS and previous[name] != current[name]
     ]
 
 
@@ -860,6 +865,15 @@ def train(
     _check_settings(distribution, precision, sample_every)
     paths = RunPaths(Path(workdir).expanduser().absolute())
     _check_workdir_usable(paths.root)
+    devices = _setup_devices(distribution, num_gpus, precision, config.batch_size)
+    if devices.strategy is not None and devices.strategy.num_replicas_in_sync > 1:
+        # The paper's BN statistics are over the whole batch of 100: synchronise them.
+        if not config.sync_batch_norm:
+            logging.info(
+                "%d replicas: batch-norm statistics synchronised across them",
+                devices.strategy.num_replicas_in_sync,
+            )
+        config = config.replace(sync_batch_norm=True)
     previous = _read_json(paths.config)
     if previous is not None:
         _check_same_run(previous, config, paths.root)
@@ -878,7 +892,6 @@ def train(
     run_data = _load_data(config, data_dir, data_source, train_examples, eval_examples)
     if previous is not None:
         _check_same_data(previous, run_data.provenance, paths.root)
-    devices = _setup_devices(distribution, num_gpus, precision, config.batch_size)
     # Everything above wrote nothing; from here on the workdir is created and updated
     # (by the chief only, under multi-worker training: the workdir must be shared).
     if devices.chief:
