@@ -149,6 +149,12 @@ def test_encoder_pretraining_matches_prior_moments_and_stops_early(mnist_images)
     assert len(history) < config.pretrain_steps
 
 
+def test_vae_refuses_encoder_pretraining_with_one_clear_error(mnist_images):
+    model = build_model(_config("vae"))
+    with pytest.raises(ValueError, match="encoder pretraining is for WAEs"):
+        model.pretrain_encoder(mnist_images[:100], verbose=False)
+
+
 def test_pretraining_stops_below_the_threshold(mnist_images):
     model = build_model(_config("wae_mmd", pretrain_batch_size=100, pretrain_threshold=10.0))
     assert len(model.pretrain_encoder(mnist_images, verbose=False)) == 1

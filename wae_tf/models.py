@@ -37,7 +37,8 @@ class _AutoEncoderBase(keras.Model):
         self.encoder = networks.build_encoder(self.config)
         self.decoder = networks.build_decoder(self.config)
         # Prior draws and input noise: Keras seed generators, so that runs repeat on
-        # every backend and the RNG state is part of the model (and its checkpoints).
+        # every backend and the RNG state is a model variable: saved in the training
+        # CLI's .npz checkpoints (a .keras file does not keep it).
         self.seed_generator = keras.random.SeedGenerator(self.config.seed, name="train_seed")
 
     # --- Serialisation: the constructor argument is the whole config. ------------------

@@ -42,6 +42,10 @@ def pretrain_encoder(model, images, steps=None, batch_size=None, verbose: bool =
     Returns the per-step losses (a list of floats, at most `steps` long).
     """
     config = model.config
+    if config.model == "vae":
+        # [code] pretrains the WAE's deterministic encoder; the VAE's outputs (mean,
+        # log-variance) are not codes whose moments could be matched to P_Z.
+        raise ValueError("encoder pretraining is for WAEs; the VAE baseline does not use it")
     steps = config.pretrain_steps if steps is None else steps
     batch_size = min(config.pretrain_batch_size if batch_size is None else batch_size, len(images))
     if batch_size < 2:
