@@ -5,7 +5,7 @@ For each paper net (MNIST and CelebA, batch 100) and model (WAE-MMD, WAE-GAN) th
   bare:  a hand-written `tf.function` with one GradientTape per update, calling the same
          networks and losses and two Adam optimizers, no Keras trainer around it,
 interleaving the two in rounds so that machine load hits both alike, and prints seconds
-per step and the ratio ours / bare (target: within 1.10).
+per step (best round of each) and the ratio ours / bare (target: within 1.10).
 
     python benchmarks/train_step.py                      # both nets, both WAEs
     python benchmarks/train_step.py --nets=mnist --steps=20
@@ -14,6 +14,8 @@ per step and the ratio ours / bare (target: within 1.10).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -31,7 +33,8 @@ flags.DEFINE_list("nets", ["mnist", "celeba"], "Paper nets to time.")
 flags.DEFINE_list("models", ["wae_mmd", "wae_gan"], "Models to time.")
 flags.DEFINE_integer("steps", 10, "Timed steps per round (CelebA uses half).", lower_bound=1)
 flags.DEFINE_integer("warmup", 2, "Untimed steps before timing.", lower_bound=1)
-flags.DEFINE_integer("rounds", 2, "Alternating rounds of ours / bare.", lower_bound=1)
+flags.DEFINE_integer("rounds", 3, "Alternating rounds of ours / bare.", lower_bound=1)
+flags.DEFINE_bool("isolate", True, "Time each (net, model) in its own process.")
 
 
 def _bare_step(config):
@@ -110,21 +113,42 @@ def benchmark(net: str, model_name: str) -> tuple[float, float]:
     for _ in range(FLAGS.rounds):
         ours.append(_time_ours(model, dataset, steps))
         theirs.append(_time_bare(bare, batches, steps))
-    return float(np.median(ours)), float(np.median(theirs))
+    # The best round of each: on a shared machine, noise only ever adds time.
+    return float(np.min(ours)), float(np.min(theirs))
+
+
+def _row(net: str, model_name: str, ours: float, bare: float) -> str:
+    return f"{net:8} {model_name:8} {ours:12.3f} {bare:12.3f} {ours / bare:10.3f}"
+
+
+def _benchmark_in_subprocess(net: str, model_name: str) -> str:
+    """One (net, model) in a fresh process: timed in one process after another model,
+    the MNIST WAE-GAN step measured 2.0x slower than alone (the previous run's TensorFlow
+    state, not freed by clear_session), which a single training run does not have."""
+    args = [f"--nets={net}", f"--models={model_name}", "--noisolate"]
+    args += [f"--{name}={FLAGS[name].value}" for name in ("steps", "warmup", "rounds")]
+    run = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=False
+    )
+    if run.returncode != 0:
+        raise SystemExit(f"benchmark of {net}/{model_name} failed:\n{run.stderr[-3000:]}")
+    return run.stdout.strip().splitlines()[-1]
 
 
 def main(argv):
     del argv
-    print(
-        f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, GPUs: {tf.config.list_physical_devices('GPU')}"
-    )
-    print(f"{'net':8} {'model':8} {'ours s/step':>12} {'bare s/step':>12} {'ours/bare':>10}")
+    if FLAGS.isolate:
+        print(
+            f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, GPUs: "
+            f"{tf.config.list_physical_devices('GPU')}; one process per row"
+        )
+        print(f"{'net':8} {'model':8} {'ours s/step':>12} {'bare s/step':>12} {'ours/bare':>10}")
     for net in FLAGS.nets:
         for model_name in FLAGS.models:
-            ours, bare = benchmark(net, model_name)
-            print(
-                f"{net:8} {model_name:8} {ours:12.3f} {bare:12.3f} {ours / bare:10.3f}", flush=True
-            )
+            if FLAGS.isolate:
+                print(_benchmark_in_subprocess(net, model_name), flush=True)
+            else:
+                print(_row(net, model_name, *benchmark(net, model_name)), flush=True)
 
 
 if __name__ == "__main__":
