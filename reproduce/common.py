@@ -1041,25 +1041,23 @@ def machine() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }
-    try:
-        import keras
+    from wae_tf.provenance import library_versions
 
-        info["keras"] = keras.__version__
-        info["keras_backend"] = keras.backend.backend()
-        if keras.backend.backend() == "jax":
+    versions = library_versions()
+    info["keras"], info["keras_backend"] = versions["keras"], versions["keras_backend"]
+    info[versions["keras_backend"]] = versions.get(versions["keras_backend"])
+    try:
+        if versions["keras_backend"] == "jax":
             import jax
 
-            info["jax"] = jax.__version__
             info["gpus"] = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
         else:
             import tensorflow as tf
 
-            gpus = tf.config.list_physical_devices("GPU")
             info["gpus"] = [
                 tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-                for gpu in gpus
+                for gpu in tf.config.list_physical_devices("GPU")
             ]
-            info["tensorflow"] = tf.__version__
     except Exception as e:  # noqa: BLE001 - provenance must never fail a run
         info["gpus"] = f"unknown ({e})"
     return info

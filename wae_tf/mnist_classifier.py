@@ -62,21 +62,6 @@ class TrainedClassifier:
     trained_now: bool = False
 
 
-def _backend_version() -> str | None:
-    """Version of the active Keras backend's package, without importing TensorFlow on JAX."""
-    import importlib.metadata
-
-    import keras
-
-    names = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",)}
-    for name in names.get(keras.backend.backend(), ()):
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def build_classifier(seed: int = 0):
     """The LeNet-style classifier (module docstring), uncompiled; weights seeded by ``seed``."""
     import keras
@@ -205,7 +190,7 @@ def get_or_train_classifier(
     accuracy = classifier_accuracy(model, test_x, test_y)
     logger.info("Trained MNIST classifier in %.1f s: test accuracy %.4f", train_seconds, accuracy)
 
-    import keras
+    from wae_tf import provenance
 
     info = {
         "test_accuracy": accuracy,
@@ -217,9 +202,7 @@ def get_or_train_classifier(
         "seed": seed,
         "train_seconds": round(train_seconds, 2),
         "feature_layer": FEATURE_LAYER,
-        "keras_version": keras.__version__,
-        "keras_backend": keras.backend.backend(),
-        "backend_version": _backend_version(),
+        "versions": provenance.library_versions(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

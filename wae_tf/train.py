@@ -41,12 +41,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import importlib.metadata
 import importlib.util
 import io
 import json
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -59,9 +57,9 @@ import keras
 import numpy as np
 from absl import app, flags, logging
 
-import wae_tf
 from wae_tf import configs, data, models, optimizers, visualize
 from wae_tf.configs import Config
+from wae_tf.provenance import library_versions
 
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -359,29 +357,6 @@ def _load_data(
 # ======================================================================================
 
 
-def _package_version(*names: str) -> str | None:
-    """The installed version of the first of `names` found, without importing it."""
-    for name in names:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def _versions() -> dict[str, str | None]:
-    return {
-        "python": platform.python_version(),
-        "wae_tf": wae_tf.__version__,
-        "keras": keras.__version__,
-        "keras_backend": keras.backend.backend(),
-        "tensorflow": _package_version("tensorflow", "tensorflow-cpu", "tensorflow-gpu"),
-        "jax": _package_version("jax"),
-        "numpy": np.__version__,
-        "absl-py": _package_version("absl-py"),
-    }
-
-
 def _command_line() -> str:
     argv = list(sys.argv)
     if argv and Path(argv[0]).name == "train.py":  # `python -m wae_tf.train ...`
@@ -406,7 +381,7 @@ def _write_run_record(
         "config": config.to_dict(),
         "data": provenance,
         "command_line": invocation["command_line"],
-        "versions": _versions(),
+        "versions": library_versions(),
         "invocations": [*(previous or {}).get("invocations", []), invocation],
     }
     _write_json(paths.config, record)
