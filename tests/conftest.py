@@ -4,12 +4,53 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def python_env(**variables: str) -> dict[str, str]:
+    """Environment of a subprocess: this checkout importable, TensorFlow's logs quiet, the
+    default Keras backend unless `variables` sets KERAS_BACKEND."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("KERAS_BACKEND", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(variables)
+    return env
+
+
+def run_python(*args: str, timeout: float = 300, **variables: str) -> subprocess.CompletedProcess:
+    """`python *args` in the repo root with `python_env(**variables)`, output captured."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        env=python_env(**variables),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def tiny_mnist_run_flags(mnist_dir: Path, workdir: Path, model: str = "wae_gan") -> list[str]:
+    """`python -m wae_tf.train` flags of a seconds-long run: 4-wide nets, 100 images."""
+    return [
+        "--dataset=mnist",
+        f"--model={model}",
+        f"--data_dir={mnist_dir}",
+        f"--workdir={workdir}",
+        "--width=4",
+        "--train_examples=100",
+        "--eval_examples=50",
+        "--batch_size=50",
+        "--verbose=2",
+    ]
 
 
 def shared_data_root() -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_python, tiny_mnist_run_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("wae_mmd", "wae_gan", "vae")
@@ -355,16 +356,7 @@ train.run()
 
 def _train_cli(*args: str, two_cpus: bool) -> subprocess.CompletedProcess:
     command = ["-c", _CLI_ON_TWO_CPUS] if two_cpus else ["-m", "wae_tf.train"]
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("KERAS_BACKEND", None)
-    return subprocess.run(
-        [sys.executable, *command, *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_python(*command, *args)
 
 
 def test_cli_trains_under_mirrored_with_synchronised_bn_and_resumes_on_one_device(
@@ -373,17 +365,7 @@ def test_cli_trains_under_mirrored_with_synchronised_bn_and_resumes_on_one_devic
     import csv
 
     workdir = tmp_path / "run"
-    common = [
-        "--dataset=mnist",
-        "--model=wae_gan",
-        f"--data_dir={mnist_dir}",
-        f"--workdir={workdir}",
-        "--width=4",
-        "--train_examples=100",
-        "--eval_examples=50",
-        "--batch_size=50",
-        "--verbose=2",
-    ]
+    common = tiny_mnist_run_flags(mnist_dir, workdir)
     first = _train_cli(*common, "--epochs=1", "--distribution=mirrored", two_cpus=True)
     assert first.returncode == 0, first.stderr[-4000:]
     assert "2 replicas" in first.stderr  # the strategy really had two

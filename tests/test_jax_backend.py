@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_python, tiny_mnist_run_flags
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("wae_mmd", "wae_gan", "vae")
 CHECKPOINT_KINDS = ("wae_gan", "vae")  # MultiOptimizer and plain Adam
 BATCH = 16
@@ -218,16 +218,9 @@ def _worker(role: str, out: Path) -> None:
 # Test side.
 # ==========================================================================================
 def _run(role: str, out: Path, backend: str) -> None:
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", XLA_FLAGS=FAST_XLA)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     start = time.time()
-    result = subprocess.run(
-        [sys.executable, __file__, role, str(out)],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_python(
+        __file__, role, str(out), timeout=600, KERAS_BACKEND=backend, XLA_FLAGS=FAST_XLA
     )
     if result.returncode != 0:
         pytest.fail(f"{backend} worker {role!r} failed:\n{result.stdout}\n{result.stderr[-6000:]}")
@@ -416,32 +409,21 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 def _run_module_without_tensorflow(module: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", XLA_FLAGS=FAST_XLA)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-c", _WITHOUT_TENSORFLOW, module, *args],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
+    return run_python(
+        "-c",
+        _WITHOUT_TENSORFLOW,
+        module,
+        *args,
         timeout=600,
+        KERAS_BACKEND="jax",
+        XLA_FLAGS=FAST_XLA,
     )
 
 
 def test_training_cli_and_figure2_run_on_jax_without_tensorflow(mnist_dir, tmp_path):
     workdir = tmp_path / "run"
     train = _run_module_without_tensorflow(
-        "wae_tf.train",
-        "--dataset=mnist",
-        "--model=wae_gan",
-        f"--data_dir={mnist_dir}",
-        f"--workdir={workdir}",
-        "--width=4",
-        "--train_examples=100",
-        "--eval_examples=50",
-        "--batch_size=50",
-        "--epochs=1",
-        "--verbose=2",
+        "wae_tf.train", *tiny_mnist_run_flags(mnist_dir, workdir), "--epochs=1"
     )
     assert train.returncode == 0, train.stderr[-4000:]
     record = json.loads((workdir / "config.json").read_text())

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from absl import flags
+from conftest import python_env, run_python
 from PIL import Image
 
 from wae_tf import configs, data, train, visualize
@@ -36,20 +37,11 @@ def tiny_config(model: str = "wae_mmd", epochs: int = 1, **overrides) -> configs
 
 
 def cli_env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("KERAS_BACKEND", None)
-    return env
+    return python_env()
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "wae_tf.train", *args],
-        cwd=REPO,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_python("-m", "wae_tf.train", *args, timeout=timeout)
 
 
 def history_rows(workdir: Path) -> list[dict[str, str]]:
