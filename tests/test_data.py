@@ -112,19 +112,42 @@ def test_celeba_crop_box_is_relative_to_image_size():
     assert data.celeba_crop_box(89, 109) == (10, 20, 80, 90)  # shared half-res copy: 70x70
 
 
-def test_celeba_matches_pil_reference_and_official_split(celeba_tmp, tmp_path):
+def test_celeba_matches_pil_reference_and_folder_shuffle_split(celeba_tmp, tmp_path):
     images = data.load("celeba", celeba_tmp, "train", cache_dir=tmp_path / "cache")
-    # Official-code rule: sorted names, RandomState(123) shuffle, last n // 10 = 4 are test.
+    # None of 000001-000040 is among the code's 20,000 held-out names, so the fallback
+    # applies: the code's Python 2 shuffle (seed 123) of the 40 sorted names, last 40 // 10
+    # = 4 are test (celeba_split_rule's docstring).
     names = [f"{i:06d}.jpg" for i in range(1, 41)]
-    order = np.random.RandomState(123).permutation(40)  # noqa: NPY002
+    assert not set(names) & set(data.official_celeba_order()[-20000:])
+    order = data.python2_shuffle(names, 123)
     assert images.shape == (36, 64, 64, 3) and images.dtype == np.float32
     assert -1.0 <= images.min() < images.max() <= 1.0
-    with Image.open(celeba_tmp / "img_align_celeba" / names[order[0]]) as im:
+    with Image.open(celeba_tmp / "img_align_celeba" / order[0]) as im:
         ref = np.asarray(im.convert("RGB").crop((10, 20, 80, 90)).resize((64, 64), Image.LANCZOS))
     np.testing.assert_array_equal(images[0], ref.astype(np.float32) / 127.5 - 1)
     test = data.load_uint8("celeba", celeba_tmp, "test", cache_dir=tmp_path / "cache")
     assert test.shape == (4, 64, 64, 3)
-    assert data.celeba_split_rule(celeba_tmp) == "official_code_shuffle"
+    with Image.open(celeba_tmp / "img_align_celeba" / order[-1]) as im:
+        ref = np.asarray(im.convert("RGB").crop((10, 20, 80, 90)).resize((64, 64), Image.LANCZOS))
+    np.testing.assert_array_equal(test[-1], ref)
+    assert data.celeba_split_rule(celeba_tmp) == "folder_shuffle_last_tenth"
+
+
+def test_celeba_cache_of_an_older_split_order_is_not_served(celeba_tmp, tmp_path):
+    # The .npy cache key hashes the split's file list in order, so a cache written for the
+    # former split (names in np.random.RandomState(123) order) cannot stand in for this one.
+    cache = tmp_path / "cache"
+    image_dir = celeba_tmp / "img_align_celeba"
+    names = [f"{i:06d}.jpg" for i in range(1, 41)]
+    old_order = [names[i] for i in np.random.RandomState(123).permutation(40)]  # noqa: NPY002
+    old_paths = [image_dir / name for name in old_order[:36]]
+    stale = cache / f"celeba_36_{data._celeba_cache_key(old_paths)}.npy"
+    cache.mkdir()
+    np.save(stale, np.zeros((36, 64, 64, 3), np.uint8))
+    train = data.load_uint8("celeba", celeba_tmp, "train", cache_dir=cache)
+    assert old_order[:36] != data.python2_shuffle(names, 123)[:36]
+    assert train.shape == (36, 64, 64, 3) and train.max() > 0  # decoded, not the stale zeros
+    assert len(list(cache.glob("*.npy"))) == 2
 
 
 def test_celeba_second_load_comes_from_cache(celeba_tmp, tmp_path, monkeypatch):
@@ -166,10 +189,20 @@ def test_celeba_partition_file_decides_splits_when_complete(celeba_tmp, tmp_path
 
 def test_shared_celeba_subset_uses_shuffle_rule(celeba_dir, tmp_path):
     # All 10k shared images are in the official train partition, so train/test come from the
-    # official code's shuffle (9,000 / 1,000) and can never overlap.
+    # official code's split ([code] datahandler.py:592-608) restricted to 000001-010000:
+    # test = the 1,019 of them among the code's last 20,000 shuffled names, train = the
+    # other 8,981 (was 9,000 / 1,000 under the former RandomState(123), n // 10 rule).
     assert data.celeba_split_rule(celeba_dir) == "official_code_shuffle"
+    held_out = set(data.official_celeba_order()[-20000:])
+    assert sum(f"{i:06d}.jpg" in held_out for i in range(1, 10001)) == 1019
     images = data.load("celeba", celeba_dir, "test", num_examples=8, cache_dir=tmp_path)
     assert images.shape == (8, 64, 64, 3) and -1 <= images.min() < images.max() <= 1
+    # The test split's first image is the first held-out name of the subset in the code's
+    # order; compare it with a direct decode.
+    first = next(n for n in data.official_celeba_order()[-20000:] if n <= "010000.jpg")
+    with Image.open(celeba_dir / "img_align_celeba" / first) as im:
+        ref = np.asarray(im.convert("RGB").crop((10, 20, 80, 90)).resize((64, 64), Image.LANCZOS))
+    np.testing.assert_array_equal(images[0], ref.astype(np.float32) / 127.5 - 1)
     with pytest.raises(data.DataError, match="validation"):
         data.load("celeba", celeba_dir, "validation", cache_dir=tmp_path)
 

@@ -70,10 +70,12 @@ def test_paper_schedule_halves_then_divides_by_ten_and_hundred():
     assert lr[30] == lr[49] == pytest.approx(5e-4)
     assert lr[50] == lr[99] == pytest.approx(1e-4)
     assert lr[100] == pytest.approx(1e-5)
+    # [code] wae.py:549-552 divides by 100^(1/50) before every epoch's steps, epoch 0
+    # included: epoch e runs at lr * 100^(-(e + 1) / 50); held at lr / 100 from epoch 49 on.
     smooth = optimizers.EpochSchedule(5e-4, 10, kind="official_code", decay_epochs=50)
-    assert float(smooth(0)) == pytest.approx(5e-4)
-    assert float(smooth(500)) == pytest.approx(5e-6) and float(smooth(900)) == pytest.approx(5e-6)
-    assert float(smooth(250)) == pytest.approx(5e-5, rel=1e-5)
+    assert float(smooth(0)) == pytest.approx(5e-4 * 100 ** (-1 / 50), rel=1e-6)
+    assert float(smooth(240)) == pytest.approx(5e-5, rel=1e-5)  # epoch 24: 100^(-25/50)
+    assert float(smooth(490)) == pytest.approx(5e-6) and float(smooth(900)) == pytest.approx(5e-6)
 
 
 def test_schedule_needs_steps_per_epoch():

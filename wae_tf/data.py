@@ -25,6 +25,7 @@ that the data code works on the JAX / PyTorch backends too.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import gzip
 import hashlib
 import json
@@ -385,8 +386,10 @@ CELEBA_REF_CROP, CELEBA_REF_LEFT, CELEBA_REF_TOP = 140, 19, 39
 CELEBA_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PARTITION_FILE = "list_eval_partition.txt"
 PARTITION_IDS = {"train": 0, "validation": 1, "test": 2}  # [CelebA list_eval_partition]
-# [code] the official code shuffles all 202,599 file names with seed 123 and holds out the
-# last 20,000 as test; on a smaller folder we hold out min(20000, n // 10).
+# [code] datahandler.py:592-608 (_load_celebA, Python 2): the list of all 202,599 names
+# '%.6d.jpg' % i, i = 1..202599, shuffled by random.seed(123); random.shuffle(paths); the
+# last 20,000 are the test set. See `official_celeba_order` and `celeba_split_rule`.
+OFFICIAL_CELEBA_SIZE = 202_599
 OFFICIAL_SHUFFLE_SEED = 123
 OFFICIAL_TEST_SIZE = 20_000
 # Bump when the preprocessing changes: part of the cache key.
@@ -501,22 +504,82 @@ def _partition_usable(partition: dict[str, int] | None, names: Sequence[str]) ->
     return PARTITION_IDS["train"] in present and PARTITION_IDS["test"] in present
 
 
+def python2_shuffle(items: Sequence[Any], seed: int) -> list:
+    """`items` in the order of Python 2.7's `random.seed(seed); random.shuffle(items)`.
+
+    Python 3's random.shuffle draws indices with `_randbelow` and so gives another order;
+    Python 2.7's (Lib/random.py, Random.shuffle) is the loop below. Seeding with an int
+    and `random()` are the same Mersenne Twister in both, so `random.Random(seed)` serves.
+    Returns a new list; `items` is not changed.
+    """
+    import random
+
+    out = list(items)
+    draw = random.Random(seed).random
+    for i in reversed(range(1, len(out))):
+        j = int(draw() * (i + 1))
+        out[i], out[j] = out[j], out[i]
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def official_celeba_order() -> tuple[str, ...]:
+    """The official code's shuffled list of all 202,599 CelebA file names.
+
+    [code] datahandler.py:594-598: paths = ['%.6d.jpg' % i for i in xrange(1, 202600)],
+    random.seed(123), random.shuffle(paths) under Python 2. The code's test set is the
+    last 20,000 of this list, its training set the rest (datahandler.py:606-608).
+    """
+    names = [f"{i:06d}.jpg" for i in range(1, OFFICIAL_CELEBA_SIZE + 1)]
+    return tuple(python2_shuffle(names, OFFICIAL_SHUFFLE_SEED))
+
+
+@functools.lru_cache(maxsize=1)
+def _official_positions() -> dict[str, int]:
+    return {name: i for i, name in enumerate(official_celeba_order())}
+
+
+def celeba_shuffle_split(names: Sequence[str]) -> tuple[str, list[str], list[str]]:
+    """(rule, train names, test names) of CelebA file names without a usable partition
+    file: "official_code_shuffle" or "folder_shuffle_last_tenth" (see `celeba_split_rule`).
+    """
+    position = _official_positions()
+    if all(name in position for name in names):
+        ordered = sorted(names, key=position.__getitem__)
+        cut = OFFICIAL_CELEBA_SIZE - OFFICIAL_TEST_SIZE
+        train = [name for name in ordered if position[name] < cut]
+        test = [name for name in ordered if position[name] >= cut]
+        if train and test:
+            return "official_code_shuffle", train, test
+    shuffled = python2_shuffle(sorted(names), OFFICIAL_SHUFFLE_SEED)
+    cut = len(shuffled) - min(OFFICIAL_TEST_SIZE, len(shuffled) // 10)
+    return "folder_shuffle_last_tenth", shuffled[:cut], shuffled[cut:]
+
+
 def celeba_split_rule(data_dir: str | os.PathLike) -> str:
     """How `load("celeba", data_dir, split)` splits this folder, for docs and provenance.
 
     "partition_file": `list_eval_partition.txt` is present, lists every image of the folder,
       and the train (0) and test (2) partitions are both non-empty among them; splits
       train = 0, validation = 1, test = 2, each in file-name order.
-    "official_code_shuffle": otherwise, the official code's rule: sort the file names,
-      shuffle with np.random.RandomState(123), the last min(20000, n // 10) are "test", the
-      rest "train" (202,599 -> 182,599 / 20,000 as in the code); "validation" is an error.
-    The shared 10k subset lies entirely in the official train partition, so it uses the
-    shuffle rule: 9,000 train / 1,000 test.
+    Otherwise the official code's split ([code] datahandler.py:592-608), which has train and
+    test only ("validation" is an error):
+    "official_code_shuffle": every image is one of the code's 202,599 names (000001.jpg ..
+      202599.jpg) and the folder has images both in and out of the code's 20,000 held-out
+      names. Train = the images outside, test = those inside, each in the order of the
+      code's shuffled list (`official_celeba_order`). On the full dataset this is exactly
+      the code's 182,599 / 20,000 split; on a subset it is the code's split restricted to
+      the images present, so a subset's test images are never in the full set's train split.
+    "folder_shuffle_last_tenth": otherwise (other file names, or a folder too small to have
+      images on both sides): the code's procedure applied to this folder's sorted file
+      names (`python2_shuffle` with seed 123); the last min(20000, n // 10) are "test".
+    The shared 10k subset (000001-010000) lies entirely in the official train partition, so
+    it uses "official_code_shuffle": 8,981 train / 1,019 test.
     """
     image_dir, names = _celeba_files(_resolve_data_dir("celeba", data_dir))
     if _partition_usable(_read_partition(image_dir), names):
         return "partition_file"
-    return "official_code_shuffle"
+    return celeba_shuffle_split(names)[0]
 
 
 def _celeba_split_names(image_dir: Path, names: list[str], split: str) -> list[str]:
@@ -533,11 +596,8 @@ def _celeba_split_names(image_dir: Path, names: list[str], split: str) -> list[s
             f"celeba in {image_dir} has no usable {PARTITION_FILE}, so there is no "
             "'validation' split (official-code rule: train/test only)"
         )
-    order = np.random.RandomState(OFFICIAL_SHUFFLE_SEED).permutation(len(names))  # noqa: NPY002
-    shuffled = [names[i] for i in order]
-    test_size = min(OFFICIAL_TEST_SIZE, len(names) // 10)
-    cut = len(names) - test_size
-    selected = shuffled[:cut] if split == "train" else shuffled[cut:]
+    _, train, test = celeba_shuffle_split(names)
+    selected = train if split == "train" else test
     if not selected:
         raise DataError(f"celeba split {split!r} is empty: {image_dir} has {len(names)} images")
     return selected

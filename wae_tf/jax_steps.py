@@ -232,36 +232,50 @@ def test_step(model, state: tuple[list, list, list], data) -> tuple[dict, tuple[
 
 # --- Encoder pretraining [code, e_pretrain] ----------------------------------------------
 def pretrain_step_fn(model, optimizer: keras.optimizers.Optimizer) -> Callable:
-    """A callable (images, pz) -> matching loss that takes one Adam step on the encoder.
+    """A callable images -> matching loss that takes one Adam step on the encoder.
 
-    `optimizer` must be built on `model.encoder.trainable_variables`. The step itself is
-    a jitted pure function; the returned wrapper reads the encoder's and the optimizer's
-    variables, runs it and writes the new values back.
+    The JAX twin of `pretraining._tensorflow_step_fn`. `optimizer` must be built on
+    `model.encoder.trainable_variables`. The step itself is a jitted pure function: like
+    `wae_train_step`, it draws the prior samples and the input noise
+    (`pretraining.draw_pretraining_inputs`) inside a `keras.StatelessScope` that binds
+    the model's SeedGenerator state, and returns the advanced state. The returned
+    wrapper reads the encoder's, the optimizer's and the seed generator's variables,
+    runs the step and writes the new values back.
     """
+    from wae_tf import pretraining
+
     encoder = model.encoder
+    seed_state = model.seed_generator.state
 
     @jax.jit
-    def step(trainable, non_trainable, optimizer_variables, images, pz):
+    def step(trainable, non_trainable, optimizer_variables, seed, images):
+        with keras.StatelessScope(state_mapping=[(seed_state, seed)]) as scope:
+            pz, inputs = pretraining.draw_pretraining_inputs(model, images, images.shape[0])
+        seed = scope.get_current_value(seed_state)
+
         def loss_and_updates(trainable):
-            qz, updated = encoder.stateless_call(trainable, non_trainable, images, training=True)
+            qz, updated = encoder.stateless_call(trainable, non_trainable, inputs, training=True)
             return losses.moment_matching_loss(qz, pz), updated
 
         (loss, non_trainable), grads = jax.value_and_grad(loss_and_updates, has_aux=True)(trainable)
         trainable, optimizer_variables = optimizer.stateless_apply(
             optimizer_variables, grads, trainable
         )
-        return loss, trainable, non_trainable, optimizer_variables
+        return loss, trainable, non_trainable, optimizer_variables, seed
 
-    def run(images, pz):
+    def run(images):
         variable_lists = (
             encoder.trainable_variables,
             encoder.non_trainable_variables,
             optimizer.variables,
         )
-        loss, *new_values = step(*([v.value for v in vs] for vs in variable_lists), images, pz)
+        loss, *new_values, seed = step(
+            *([v.value for v in vs] for vs in variable_lists), seed_state.value, images
+        )
         for variables, values in zip(variable_lists, new_values, strict=True):
             for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
+        seed_state.assign(seed)
         return loss
 
     return run

@@ -26,8 +26,12 @@ class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     kind="paper": lr * factor_k after boundary_k epochs [paper, App. C: /2 after 30,
       /5 more after 50, /10 more after 100 -> factors 0.5, 0.1, 0.01].
-    kind="official_code": lr * 100^(-min(e, decay_epochs) / decay_epochs) in epoch e,
-      a smooth decay to lr / 100 [code, lr_schedule "manual_smooth"].
+    kind="official_code": lr * 100^(-min(e + 1, D) / D) in epoch e (0-based), D =
+      decay_epochs: the code's "manual_smooth" schedule [code] wae.py:549-552 divides the
+      lr by 100^(1/epoch_num) at the start of every epoch, epoch 0 included, before that
+      epoch's steps; so epoch 0 already runs at lr * 100^(-1/D) and epoch D - 1 at lr / 100.
+      The code never runs past epoch_num = D; here epochs e >= D stay at lr / 100 (the
+      decay's stated end point) instead of decaying further.
     kind="constant": lr.
     """
 
@@ -58,7 +62,7 @@ class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
             for boundary, value in zip(self.boundaries, self.factors, strict=True):
                 factor = ops.where(epoch >= boundary, value, factor)
         elif self.kind == "official_code":
-            progress = ops.minimum(epoch, self.decay_epochs) / self.decay_epochs
+            progress = ops.minimum(epoch + 1.0, self.decay_epochs) / self.decay_epochs
             factor = ops.power(100.0, -progress)
         return self.initial_learning_rate * factor
 

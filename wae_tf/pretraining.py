@@ -2,6 +2,19 @@
 up to 200 Adam steps on the encoder alone make Q_Z's mean and covariance match P_Z's,
 on batches of 1000 (MNIST) / 256 (CelebA) images and as many prior draws. It stops
 early once the matching loss is below 0.1.
+
+As in the code, by default each step
+  * uses Adam at the autoencoder's learning rate, without its schedule ([code] wae.py:379
+    lr = opts['lr'] and wae.py:406 self.optimizer(lr): decay left at 1);
+  * runs the encoder in training mode, input noise included ([code] wae.py:445 feeds
+    is_training=True, which turns on models.py:8-16 add_noise: truncated normal, std 0.01).
+`Config.pretrain_learning_rate` (a float) and `Config.pretrain_input_noise=False` give
+the former behaviour (a fixed lr, clean inputs).
+
+Randomness: each step draws the prior samples and then the input noise from the model's
+SeedGenerator, in the order of the train step (`models.WAE.train_step`); on JAX the
+generator's state is threaded through the jitted step (`jax_steps.pretrain_step_fn`).
+The batch indices come from a NumPy generator seeded by config.seed.
 """
 
 from __future__ import annotations
@@ -13,12 +26,41 @@ import numpy as np
 from absl import logging
 
 from wae_tf import losses
+from wae_tf.configs import Config
 
 
-def _optimizer(config):
+def pretrain_learning_rate(config: Config) -> float:
+    """The Adam lr of the pretraining steps: `pretrain_learning_rate`, or if that is None
+    the autoencoder's `learning_rate` (the code's choice, wae.py:406)."""
+    if config.pretrain_learning_rate is None:
+        return config.learning_rate
+    return config.pretrain_learning_rate
+
+
+def make_pretrain_optimizer(config: Config) -> keras.optimizers.Adam:
+    """The pretraining Adam: lr `pretrain_learning_rate(config)`, beta1 0.5 [code], eps 1e-8
+    (TF1's AdamOptimizer default, as for training)."""
     return keras.optimizers.Adam(
-        learning_rate=config.pretrain_learning_rate, beta_1=config.adam_beta1, name="pretrain_adam"
+        learning_rate=pretrain_learning_rate(config),
+        beta_1=config.adam_beta1,
+        beta_2=config.adam_beta2,
+        epsilon=1e-8,
+        name="pretrain_adam",
     )
+
+
+def draw_pretraining_inputs(model, images, batch_size: int):
+    """Prior draws (batch_size, d_z) and the encoder's input for one pretraining step.
+
+    The input is `images` plus the model's training input noise (`_input_noise`, the
+    same code as the train step) when `config.pretrain_input_noise`, else `images`.
+    Both draws advance the model's SeedGenerator; call it where that is allowed (eagerly,
+    inside a tf.function, or inside a keras.StatelessScope on JAX).
+    """
+    pz = model.sample_prior(batch_size)
+    if model.config.pretrain_input_noise:
+        images = model._input_noise(images)
+    return pz, images
 
 
 def _tensorflow_step_fn(model, optimizer):
@@ -27,9 +69,10 @@ def _tensorflow_step_fn(model, optimizer):
     variables = model.encoder.trainable_variables
 
     @tf.function
-    def step(images, pz):
+    def step(images):
+        pz, inputs = draw_pretraining_inputs(model, images, images.shape[0])
         with tf.GradientTape() as tape:
-            loss = losses.moment_matching_loss(model.encoder(images, training=True), pz)
+            loss = losses.moment_matching_loss(model.encoder(inputs, training=True), pz)
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
@@ -50,7 +93,7 @@ def pretrain_encoder(model, images, steps=None, batch_size=None, verbose: bool =
     batch_size = min(config.pretrain_batch_size if batch_size is None else batch_size, len(images))
     if batch_size < 2:
         raise ValueError("encoder pretraining needs at least 2 images for a covariance")
-    optimizer = _optimizer(config)
+    optimizer = make_pretrain_optimizer(config)
     optimizer.build(model.encoder.trainable_variables)
     if keras.backend.backend() == "jax":  # pragma: no cover - exercised on JAX
         from wae_tf import jax_steps
@@ -65,8 +108,7 @@ def pretrain_encoder(model, images, steps=None, batch_size=None, verbose: bool =
     for i in range(steps):
         index = rng.choice(len(images), size=batch_size, replace=False)
         batch = keras.ops.convert_to_tensor(np.asarray(images[np.sort(index)], dtype="float32"))
-        pz = model.sample_prior(batch_size)
-        loss = float(step(batch, pz))
+        loss = float(step(batch))
         history.append(loss)
         if verbose and (i % 20 == 0 or loss < config.pretrain_threshold):
             logging.info("encoder pretraining step %d: matching loss %.4f", i, loss)
