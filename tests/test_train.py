@@ -202,6 +202,75 @@ def test_kill_9_in_epoch_two_then_rerun_equals_the_uninterrupted_run(
     assert not any(np.array_equal(a, b) for a, b in pairs)  # it trained on from the checkpoint
 
 
+def test_sparse_checkpoints_and_validation_keep_the_math_and_a_kill_loses_under_n_epochs(
+    mnist_dir, tmp_path, reference_run
+):
+    """--checkpoint_every=2 --validate_every=2, killed in epoch 2 (after epoch 1, which had
+    no checkpoint and no validation): the rerun starts over and ends bit-identical to the
+    uninterrupted run that checkpointed and validated every epoch."""
+    workdir = tmp_path / "run"
+    args = [
+        "--dataset=mnist",
+        "--model=wae_mmd",
+        f"--data_dir={mnist_dir}",
+        f"--workdir={workdir}",
+        f"--train_examples={KILL_EXAMPLES}",
+        "--epochs=2",
+        "--nopretrain",
+        "--checkpoint_every=2",
+        "--validate_every=2",
+        "--sample_every=0",
+        *SMOKE,
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wae_tf.train", *args],
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 240
+        while process.poll() is None and time.time() < deadline:
+            if (workdir / "history.csv").exists() and len(history_rows(workdir)) == 1:
+                break
+            time.sleep(0.01)
+        assert len(history_rows(workdir)) == 1, "the run never completed epoch 1"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert not (workdir / "DONE.json").exists(), "the run finished before it could be killed"
+    assert not list((workdir / "checkpoints").glob("*.npz"))  # none after epoch 1 (N = 2)
+    (killed_row,) = history_rows(workdir)
+    assert killed_row["val_loss"] == "" and killed_row["loss"] != ""  # epoch 1: not validated
+
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" not in resumed.stderr  # no checkpoint: started over, lost 1 epoch
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["epoch_0002.npz"]
+
+    reference_dir, reference = reference_run  # every epoch checkpointed and validated
+    assert_same_weights(train.load_trained_model(workdir), reference)
+    rows, expected = history_rows(workdir), history_rows(reference_dir)
+    assert [row.keys() for row in rows] == [row.keys() for row in expected]
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert all(rows[0][k] == "" for k in rows[0] if k.startswith("val_"))
+    for row, want in zip(rows, expected, strict=True):
+        measured = [k for k, v in row.items() if v != ""]
+        np.testing.assert_allclose(
+            [float(row[k]) for k in measured], [float(want[k]) for k in measured], rtol=1e-6
+        )
+    assert rows[1]["val_loss"] != ""  # the last epoch is always validated
+
+
+def test_cadence_runs_every_n_epochs_and_after_the_last():
+    due = train.Cadence.due
+    assert [e for e in range(1, 8) if due(3, e, last_epoch=7)] == [3, 6, 7]
+    assert [e for e in range(1, 5) if due(1, e, last_epoch=4)] == [1, 2, 3, 4]
+    assert not any(due(0, e, last_epoch=4) for e in range(1, 5))  # 0: never
+
+
 def test_resume_restores_weights_optimizer_and_rng_state_from_the_checkpoint(tmp_path):
     config = tiny_config("wae_gan")
     model = train._build_model(config, steps_per_epoch=3)
@@ -337,6 +406,8 @@ def parse(*args: str) -> flags.FlagValues:
         (["--dataset=mnist", "--model=vae", "--learning_rate=0"], "learning_rate must be"),
         (["--dataset=mnist", "--model=vae", "--mmd_kernel=gauss"], "mmd_kernel"),
         (["--dataset=mnist", "--model=vae", "--precision=fp8"], "precision"),
+        (["--dataset=mnist", "--model=vae", "--checkpoint_every=0"], "checkpoint_every"),
+        (["--dataset=mnist", "--model=vae", "--validate_every=-1"], "validate_every"),
         (["--model=vae"], "dataset"),
     ],
 )

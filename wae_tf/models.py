@@ -233,7 +233,9 @@ class WAE(_AutoEncoderBase):
 
     def _evaluation_terms(self, images):
         qz = self.encode(images)
-        pz = self.sample_prior(ops.shape(images)[0])
+        # A fixed integer seed, not the training stream: how often validation runs must not
+        # change the prior draws and input noise that training sees (train --validate_every).
+        pz = self.sample_prior(ops.shape(images)[0], seed=self.config.seed)
         terms = self._autoencoder_terms(images, self.decode(qz), qz, pz)
         if self.adversary is not None:
             terms["adversary_loss"] = self._adversary_terms(qz, pz)["loss"]

@@ -21,8 +21,9 @@ What a workdir holds:
     checkpoints/epoch_NNNN.npz
                        every variable of the model (weights, BN statistics, the seed
                        generator's state) and of the optimizer (Adam moments, step counters,
-                       hence the schedule position) after epoch NNNN; written atomically, only
-                       the latest is kept
+                       hence the schedule position) after epoch NNNN; written atomically
+                       every --checkpoint_every epochs and after the last; only the latest
+                       is kept
     samples/samples_epoch_NNNN.png          decoded fixed prior draws (the same z each time)
     samples/reconstructions_epoch_NNNN.png  test images (odd rows) and their reconstructions
                                             (even rows), the paper's Fig. 2-3 layout
@@ -521,8 +522,13 @@ def _append_history_row(path: Path, row: dict[str, Any]) -> None:
         )
         if new_file:
             writer.writeheader()
-        # 9 significant digits: float32 values round-trip exactly.
-        writer.writerow({k: v if isinstance(v, int) else f"{v:.9g}" for k, v in row.items()})
+        # 9 significant digits: float32 values round-trip exactly; None: not measured.
+        writer.writerow(
+            {
+                k: v if isinstance(v, int) else "" if v is None else f"{v:.9g}"
+                for k, v in row.items()
+            }
+        )
         f.flush()
         os.fsync(f.fileno())
 
@@ -593,12 +599,14 @@ class HistoryCSV(keras.callbacks.Callback):
     """Append one row per completed epoch to history.csv (CSVLogger(append=True) style).
 
     Columns: epoch (1-based count of completed epochs), the metrics sorted by name, and
-    the learning rate(s) the epoch trained with.
+    the learning rate(s) the epoch trained with. With `validation`, every row has the
+    val_ columns (validation reports the training metrics' names with a val_ prefix);
+    they stay empty in epochs that were not validated (see `Cadence`).
     """
 
-    def __init__(self, path: Path, guard: NonFiniteGuard):
+    def __init__(self, path: Path, guard: NonFiniteGuard, validation: bool = True):
         super().__init__()
-        self.path, self.guard = path, guard
+        self.path, self.guard, self.validation = path, guard, validation
         self._rates: dict[str, float] = {}
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -606,16 +614,28 @@ class HistoryCSV(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.guard.tripped:
-            row = {"epoch": epoch + 1, **_float_logs(logs), **self._rates}
-            _append_history_row(self.path, row)
+            values: dict[str, float | None] = _float_logs(logs)
+            if self.validation:
+                trained = [k for k in values if not k.startswith("val_")]
+                values = {**{f"val_{k}": None for k in trained}, **values}
+            _append_history_row(self.path, {"epoch": epoch + 1, **values, **self._rates})
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After each epoch: write checkpoints/epoch_NNNN.npz atomically, then drop older ones."""
+    """Every `every` epochs and after the last: write checkpoints/epoch_NNNN.npz
+    atomically, then drop older ones."""
 
-    def __init__(self, paths: RunPaths, guard: NonFiniteGuard, elapsed_before: float):
+    def __init__(
+        self,
+        paths: RunPaths,
+        guard: NonFiniteGuard,
+        elapsed_before: float,
+        every: int,
+        last_epoch: int,
+    ):
         super().__init__()
         self.paths, self.guard = paths, guard
+        self.every, self.last_epoch = every, last_epoch
         self.elapsed_before = elapsed_before  # training seconds of earlier invocations
         self._start = time.time()
 
@@ -627,7 +647,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         return self.elapsed_before + time.time() - self._start
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.guard.tripped:
+        if self.guard.tripped or not Cadence.due(self.every, epoch + 1, self.last_epoch):
             return
         meta = {
             "epoch": epoch + 1,
@@ -654,11 +674,8 @@ class SampleGrids(keras.callbacks.Callback):
         self.guard, self.test_images = guard, test_images
 
     def on_epoch_end(self, epoch, logs=None):
-        completed = epoch + 1
-        if self.every <= 0 or self.guard.tripped:  # 0: no sample grids
-            return
-        if completed % self.every == 0 or completed == self.last_epoch:
-            write_sample_grids(self.model, self.directory, completed, self.test_images)
+        if not self.guard.tripped and Cadence.due(self.every, epoch + 1, self.last_epoch):
+            write_sample_grids(self.model, self.directory, epoch + 1, self.test_images)
 
 
 class EpochSummary(keras.callbacks.Callback):
@@ -804,6 +821,8 @@ def train(
     eval_examples: int | None = None,
     pretrain: bool = True,
     sample_every: int = 1,
+    checkpoint_every: int = 1,
+    validate_every: int = 1,
     distribution: str = "none",
     num_gpus: int | None = None,
     precision: str = "float32",
@@ -823,6 +842,13 @@ def train(
         for it (WAE presets do, VAE presets do not).
       sample_every: write sample/reconstruction PNGs every this many epochs and after the
         last one; 0 disables them.
+      checkpoint_every: write a checkpoint every this many epochs and after the last one
+        (>= 1). An interrupted run resumes from the latest checkpoint, so it repeats at
+        most `checkpoint_every - 1` completed epochs; the math is unchanged (data order and
+        RNG state are part of the checkpoint).
+      validate_every: evaluate on the test images every this many epochs and after the
+        last one; 0 disables validation. history.csv leaves the val_ cells of the other
+        epochs empty.
       distribution, num_gpus, precision: "none" | "mirrored" | "multi_worker", the number
         of GPUs (None: all visible), and "float32" | "mixed_bfloat16" | "mixed_float16";
         non-defaults go through `wae_tf.distribute` (TensorFlow).
@@ -837,7 +863,7 @@ def train(
       data; nothing is written then), TrainingDivergedError (NaN/inf loss).
     """
     invocation_start = time.time()
-    _check_settings(distribution, precision, sample_every)
+    _check_settings(distribution, precision, sample_every, checkpoint_every, validate_every)
     paths = RunPaths(Path(workdir).expanduser().absolute())
     _check_workdir_usable(paths.root)
     devices = _setup_devices(distribution, num_gpus, precision, config.batch_size)
@@ -882,8 +908,9 @@ def train(
             model, paths, run_data, pretrain, verbose, devices
         )
         if initial_epoch < config.epochs:
+            cadence = Cadence(sample_every, checkpoint_every, validate_every)
             elapsed = _fit(
-                model, paths, run_data, initial_epoch, elapsed, sample_every, verbose, devices.chief
+                model, paths, run_data, initial_epoch, elapsed, cadence, verbose, devices.chief
             )
         else:
             logging.warning(
@@ -897,13 +924,36 @@ def train(
     return model
 
 
-def _check_settings(distribution: str, precision: str, sample_every: int) -> None:
+def _check_settings(
+    distribution: str, precision: str, sample_every: int, checkpoint_every: int, validate_every: int
+) -> None:
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if sample_every < 0:
         raise ValueError(f"sample_every must be >= 0 (0: no sample grids), got {sample_every}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if validate_every < 0:
+        raise ValueError(f"validate_every must be >= 0 (0: no validation), got {validate_every}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cadence:
+    """How often (in epochs) the loop does its per-epoch extras; none changes the math.
+
+    Each extra also happens after the run's last epoch. 0 turns samples or validation off.
+    """
+
+    sample_every: int = 1
+    checkpoint_every: int = 1
+    validate_every: int = 1
+
+    @staticmethod
+    def due(every: int, completed: int, last_epoch: int) -> bool:
+        """Whether an extra done every `every` epochs runs after epoch `completed` (1-based)."""
+        return every > 0 and (completed % every == 0 or completed == last_epoch)
 
 
 @contextlib.contextmanager
@@ -987,7 +1037,7 @@ def _fit(
     run_data: _Data,
     initial_epoch: int,
     elapsed_before: float,
-    sample_every: int,
+    cadence: Cadence,
     verbose: int,
     chief: bool = True,
 ) -> float:
@@ -1003,15 +1053,28 @@ def _fit(
         pixel_range=config.pixel_range,
         start_epoch=initial_epoch,
     )
-    eval_ds = data.eval_dataset(run_data.eval, config.batch_size, pixel_range=config.pixel_range)
+    # Keras validates after the (1-based) epochs listed in validation_freq.
+    validated = [
+        e
+        for e in range(initial_epoch + 1, config.epochs + 1)
+        if Cadence.due(cadence.validate_every, e, config.epochs)
+    ]
+    eval_ds = None
+    if validated:
+        eval_ds = data.eval_dataset(
+            run_data.eval, config.batch_size, pixel_range=config.pixel_range
+        )
     guard = NonFiniteGuard()
-    checkpoint = EpochCheckpoint(paths, guard, elapsed_before)
+    checkpoint = EpochCheckpoint(
+        paths, guard, elapsed_before, cadence.checkpoint_every, config.epochs
+    )
     callbacks: list[keras.callbacks.Callback] = [guard]  # first: the others read guard.tripped
     if chief:
         callbacks += [
-            HistoryCSV(paths.history, guard),  # before the checkpoint: see _truncate_history
+            # before the checkpoint: see _truncate_history
+            HistoryCSV(paths.history, guard, validation=cadence.validate_every > 0),
             checkpoint,
-            SampleGrids(paths.samples, sample_every, config.epochs, guard, run_data.eval),
+            SampleGrids(paths.samples, cadence.sample_every, config.epochs, guard, run_data.eval),
             *_tensorboard_callbacks(paths.tensorboard),
         ]
     callbacks.append(EpochSummary(config.epochs))
@@ -1031,9 +1094,10 @@ def _fit(
         initial_epoch=initial_epoch,
         steps_per_epoch=run_data.provenance["steps_per_epoch"],
         validation_data=eval_ds,
+        validation_freq=validated or 1,
         # The streams have no static length: say how long each pass is (this also keeps
         # Keras from warning that the evaluation input "ran out of data").
-        validation_steps=-(-len(run_data.eval) // config.batch_size),
+        validation_steps=-(-len(run_data.eval) // config.batch_size) if validated else None,
         shuffle=False,  # the stream is already shuffled per epoch [wae_tf.data]
         callbacks=callbacks,
         verbose=verbose,
@@ -1117,6 +1181,8 @@ _OVERRIDES = (
     "z_dim",
     "pz_scale",
     "mmd_kernel",
+    "pretrain_learning_rate",
+    "pretrain_input_noise",
 )
 
 
@@ -1171,8 +1237,36 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "width", None, "Make every layer this wide (tiny nets for smoke runs).", lower_bound=1, **fv
     )
     flags.DEFINE_boolean("pretrain", True, "Encoder pretraining on a fresh start (WAEs).", **fv)
+    flags.DEFINE_float(
+        "pretrain_learning_rate",
+        None,
+        "Adam lr of the encoder pretraining (default: --learning_rate, as the code).",
+        lower_bound=0.0,
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        "pretrain_input_noise",
+        None,
+        "Input noise during encoder pretraining (default: on, as the code).",
+        **fv,
+    )
     flags.DEFINE_integer(
         "sample_every", 1, "Epochs between sample PNGs (0: none).", lower_bound=0, **fv
+    )
+    flags.DEFINE_integer(
+        "checkpoint_every",
+        1,
+        "Epochs between checkpoints (and after the last); a resumed run repeats at most "
+        "N-1 epochs.",
+        lower_bound=1,
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "validate_every",
+        1,
+        "Epochs between validations on the test images (and after the last; 0: none).",
+        lower_bound=0,
+        **fv,
     )
     flags.DEFINE_enum("distribution", "none", DISTRIBUTIONS, "tf.distribute strategy.", **fv)
     flags.DEFINE_integer(
@@ -1222,6 +1316,8 @@ def main(argv: Sequence[str]) -> None:
             eval_examples=FLAGS.eval_examples,
             pretrain=FLAGS.pretrain,
             sample_every=FLAGS.sample_every,
+            checkpoint_every=FLAGS.checkpoint_every,
+            validate_every=FLAGS.validate_every,
             distribution=FLAGS.distribution,
             num_gpus=FLAGS.num_gpus,
             precision=FLAGS.precision,
