@@ -13,26 +13,46 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Literal, get_args
 
-DATASETS = ("mnist", "fashion_mnist", "celeba")
-MODELS = ("wae_mmd", "wae_gan", "vae")
-VARIANTS = ("paper", "official_code")
+# Choice sets, each declared once; the tuples (for flags and messages) derive from them.
+Dataset = Literal["mnist", "fashion_mnist", "celeba"]
+Model = Literal["wae_mmd", "wae_gan", "vae"]
+Variant = Literal["paper", "official_code"]
+PixelRange = Literal["unit", "symmetric"]  # [0, 1] or [-1, 1]
+Kernel = Literal["imq", "rbf"]  # MMD kernel
+Likelihood = Literal["bernoulli", "gaussian"]  # VAE decoder
+Schedule = Literal["paper", "official_code", "constant"]  # learning-rate schedule
+LogPriorConstant = Literal["official_code", "exact"]
+Distribution = Literal["none", "mirrored", "multi_worker"]  # tf.distribute strategy
+Precision = Literal["float32", "mixed_bfloat16", "mixed_float16"]  # Keras dtype policy
+DataSource = Literal["files", "tfds"]  # image files on disk, or prepared tfds data
+
+DATASETS: tuple[str, ...] = get_args(Dataset)
+MODELS: tuple[str, ...] = get_args(Model)
+VARIANTS: tuple[str, ...] = get_args(Variant)
+PIXEL_RANGES: tuple[str, ...] = get_args(PixelRange)
+KERNELS: tuple[str, ...] = get_args(Kernel)
+LIKELIHOODS: tuple[str, ...] = get_args(Likelihood)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+LOG_PRIOR_CONSTANTS: tuple[str, ...] = get_args(LogPriorConstant)
+DISTRIBUTIONS: tuple[str, ...] = get_args(Distribution)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """All hyperparameters of one training run (see module docstring for the tags)."""
 
-    dataset: str = "mnist"
-    model: str = "wae_mmd"  # one of MODELS
-    variant: str = "paper"  # "paper" or "official_code" (CelebA only)
+    dataset: Dataset = "mnist"
+    model: Model = "wae_mmd"
+    variant: Variant = "paper"  # "official_code": CelebA WAEs only
 
     # --- Data -------------------------------------------------------------------------
     image_shape: tuple[int, int, int] = (28, 28, 1)
     # Pixel range the networks see: "unit" = [0, 1] (MNIST, sigmoid output),
     # "symmetric" = [-1, 1] (CelebA, tanh output). [paper, App. C]
-    pixel_range: str = "unit"
+    pixel_range: PixelRange = "unit"
 
     # --- Networks [paper, App. C; code models.py] ---------------------------------------
     z_dim: int = 8  # d_z: 8 for MNIST, 64 for CelebA [paper]
@@ -54,7 +74,7 @@ class Config:
     # --- Objective [paper, Sec. 2-3; code wae.py] -------------------------------------
     pz_scale: float = 1.0  # sigma_z of P_Z = N(0, sigma_z^2 I)
     penalty_weight: float = 10.0  # lambda
-    mmd_kernel: str = "imq"  # "imq" (paper) or "rbf" (code alternative)
+    mmd_kernel: Kernel = "imq"  # "imq" (paper) or "rbf" (code alternative)
     # c(x, y) = 0.05 * ||x - y||^2: a legacy constant of the code's l2sq cost that only
     # rescales lambda and the learning rate; kept so that lambdas mean what they mean there.
     reconstruction_scale: float = 0.05
@@ -63,9 +83,9 @@ class Config:
     # in the code's z_adversary; "exact": the true -d_z/2 log(2 pi sigma_z^2). They differ
     # by a constant that the adversary's bias must absorb; with d_z = 64 and sigma_z^2 = 2
     # that is 58 nats, which Adam (steps ~ lr) takes tens of thousands of steps to learn.
-    log_prior_constant: str = "official_code"
+    log_prior_constant: LogPriorConstant = "official_code"
     # VAE decoder: "bernoulli" (MNIST) or "gaussian" with fixed variance (CelebA) [paper]
-    vae_likelihood: str = "bernoulli"
+    vae_likelihood: Likelihood = "bernoulli"
     vae_gaussian_variance: float = 0.3  # [?]
 
     # --- Optimisation [paper, App. C] -------------------------------------------------
@@ -77,7 +97,7 @@ class Config:
     adam_beta2: float = 0.999
     # "paper": lr / 2 after 30 epochs, / 5 more after 50, / 10 more after 100.
     # "official_code": smooth per-epoch decay reaching lr / 100 after lr_decay_epochs.
-    lr_schedule: str = "paper"
+    lr_schedule: Schedule = "paper"
     lr_boundaries: tuple[int, ...] = (30, 50, 100)  # epochs [paper]
     lr_factors: tuple[float, ...] = (0.5, 0.1, 0.01)  # cumulative: /2, /2/5, /2/5/10 [paper]
     lr_decay_epochs: int = 50  # official_code schedule only [code]
@@ -101,22 +121,18 @@ class Config:
 
     # ---------------------------------------------------------------------------------
     def __post_init__(self) -> None:
-        _check(self.dataset in DATASETS, f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        _check(self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}")
-        _check(self.variant in VARIANTS, f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        _check(self.pixel_range in ("unit", "symmetric"), f"bad pixel_range {self.pixel_range!r}")
-        _check(
-            self.mmd_kernel in ("imq", "rbf"),
-            f"mmd_kernel must be 'imq' or 'rbf', got {self.mmd_kernel!r}",
-        )
-        _check(
-            self.vae_likelihood in ("bernoulli", "gaussian"),
-            f"vae_likelihood must be 'bernoulli' or 'gaussian', got {self.vae_likelihood!r}",
-        )
-        _check(
-            self.lr_schedule in ("paper", "official_code", "constant"),
-            f"lr_schedule must be 'paper', 'official_code' or 'constant', got {self.lr_schedule!r}",
-        )
+        for name, choices in (
+            ("dataset", DATASETS),
+            ("model", MODELS),
+            ("variant", VARIANTS),
+            ("pixel_range", PIXEL_RANGES),
+            ("mmd_kernel", KERNELS),
+            ("vae_likelihood", LIKELIHOODS),
+            ("lr_schedule", SCHEDULES),
+            ("log_prior_constant", LOG_PRIOR_CONSTANTS),
+        ):
+            value = getattr(self, name)
+            _check(value in choices, f"{name} must be one of {choices}, got {value!r}")
         _check(
             len(self.lr_boundaries) == len(self.lr_factors),
             "lr_boundaries and lr_factors differ in length",

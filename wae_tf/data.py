@@ -36,15 +36,15 @@ import time
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
+from wae_tf.configs import DATASETS, PIXEL_RANGES, DataSource
+
 logger = logging.getLogger(__name__)
 
-DATASETS = ("mnist", "fashion_mnist", "celeba")
-SOURCES = ("files", "tfds")
-PIXEL_RANGES = ("unit", "symmetric")
+SOURCES: tuple[str, ...] = get_args(DataSource)
 
 # Default locations when data_dir is None.
 DATA_DIR_ENV = "WAE_TF_DATA_DIR"  # $WAE_TF_DATA_DIR/<dataset>

@@ -47,8 +47,8 @@ from collections.abc import Iterator, Sequence
 import keras
 from absl import logging
 
-STRATEGIES = ("none", "mirrored", "multi_worker")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+from wae_tf.configs import DISTRIBUTIONS as STRATEGIES
+from wae_tf.configs import PRECISIONS
 
 
 def make_strategy(name: str, num_gpus: int | None = None, devices: Sequence[str] | None = None):

@@ -62,8 +62,6 @@ from wae_tf import configs, data, models, optimizers, visualize
 from wae_tf.configs import Config
 from wae_tf.provenance import library_versions
 
-DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # Validation metrics are computed on the first min(1000, N_test) test images by default:
 # enough to watch progress at a small cost per epoch. Figures and FID use the full set.
 DEFAULT_EVAL_EXAMPLES = 1000
@@ -927,10 +925,12 @@ def train(
 def _check_settings(
     distribution: str, precision: str, sample_every: int, checkpoint_every: int, validate_every: int
 ) -> None:
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if distribution not in configs.DISTRIBUTIONS:
+        raise ValueError(
+            f"distribution must be one of {configs.DISTRIBUTIONS}, got {distribution!r}"
+        )
+    if precision not in configs.PRECISIONS:
+        raise ValueError(f"precision must be one of {configs.PRECISIONS}, got {precision!r}")
     if sample_every < 0:
         raise ValueError(f"sample_every must be >= 0 (0: no sample grids), got {sample_every}")
     if checkpoint_every < 1:
@@ -1268,11 +1268,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         lower_bound=0,
         **fv,
     )
-    flags.DEFINE_enum("distribution", "none", DISTRIBUTIONS, "tf.distribute strategy.", **fv)
+    flags.DEFINE_enum(
+        "distribution", "none", configs.DISTRIBUTIONS, "tf.distribute strategy.", **fv
+    )
     flags.DEFINE_integer(
         "num_gpus", None, "GPUs for --distribution (default: all).", lower_bound=1, **fv
     )
-    flags.DEFINE_enum("precision", "float32", PRECISIONS, "Keras dtype policy.", **fv)
+    flags.DEFINE_enum("precision", "float32", configs.PRECISIONS, "Keras dtype policy.", **fv)
     flags.DEFINE_integer(
         "verbose", 1, "1: progress bar, 2: a line per epoch, 0: quiet.", lower_bound=0, **fv
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-PIXEL_RANGES = ("unit", "symmetric")
+from wae_tf.configs import PIXEL_RANGES
 
 
 def _file_mode() -> int:
