@@ -176,6 +176,36 @@ def test_sharpness_of_flat_images_is_zero_and_blur_lowers_it():
     assert metrics.mean_sharpness(blurred, (0, 1)) < 0.1 * metrics.mean_sharpness(sharp, (0, 1))
 
 
+def test_code_sharpness_is_the_official_codes_min_over_30_images_in_minus_one_one():
+    # The code (wae.py:351-364, 533-536, 682-692 at 6351565): tf.image.rgb_to_grayscale,
+    # conv2d VALID with the Laplacian, tf.nn.moments per image, np.min over 30 images in
+    # [-1, 1]. Rebuilt here with the same TF ops on images in [-1, 1].
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(8)
+    sym = rng.uniform(-1, 1, size=(36, 16, 16, 3)).astype(np.float32)
+    sym[:30] *= np.linspace(0.2, 1.0, 30, dtype=np.float32)[:, None, None, None]
+    sym[33] = 0.0  # flat, but not among the first 30: must not count
+    gray = tf.image.rgb_to_grayscale(sym[:30])
+    lap = tf.constant(metrics.LAPLACIAN_KERNEL.reshape(3, 3, 1, 1), tf.float32)
+    _, lapvar = tf.nn.moments(tf.nn.conv2d(gray, lap, [1, 1, 1, 1], "VALID"), axes=[1, 2, 3])
+    want = float(np.min(lapvar.numpy()))
+    assert metrics.code_sharpness(sym, (-1, 1)) == pytest.approx(want, rel=1e-4)
+    assert want > 0.01  # the flat image 33 was not used
+
+
+def test_code_sharpness_is_four_times_ours_on_the_first_30_and_needs_30_images():
+    unit = np.random.default_rng(9).uniform(0, 1, size=(45, 10, 10, 3))
+    unit[40] = 0.5 + 0.01 * (unit[40] - 0.5)  # the least sharp image, outside the first 30
+    ours = metrics.sharpness(unit, (0, 1))  # per image, pixels in [0, 1]
+    code = metrics.code_sharpness(unit, (0, 1))
+    assert code == pytest.approx(4 * ours[:30].min(), rel=1e-12)
+    assert code != pytest.approx(4 * ours.min(), rel=1e-6)  # only the first 30 count
+    assert metrics.code_sharpness(unit * 255, (0, 255)) == pytest.approx(code, rel=1e-12)
+    assert metrics.CODE_SHARPNESS_BATCH == 30
+    with pytest.raises(ValueError, match="batch of 30"):
+        metrics.code_sharpness(unit[:29], (0, 1))
+
+
 def test_sharpness_rejects_bad_shapes():
     with pytest.raises(ValueError, match="shape"):
         metrics.sharpness(np.zeros((2, 8, 8, 2)), (0, 1))
