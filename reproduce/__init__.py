@@ -10,5 +10,7 @@ in `--workdir`, see `wae_tf.train`), then writes its figure / table with the num
 run's provenance to `--out_dir` (default `results/`). `--quick` trains tiny nets on a few
 hundred images for a smoke test; every output states its scale ("REDUCED SCALE: ..." or
 "paper scale"), so a reduced result cannot be mistaken for a paper-scale one.
+Every model also leaves a small bundle (`reproduce.bundles`): `--models=wae_gan` computes one
+model's, `--assemble=DIR1,DIR2,DIR3` draws the figure / table from three, made anywhere.
 Shared code: `reproduce.common`.
 """

@@ -1,19 +1,24 @@
 """What Figures 2-3 and Table 1 share: flags, training runs, panels, the figure, FID, outputs.
 
-The three scripts (`figure2`, `figure3`, `table1`) are thin: they call `train_models` (which
-trains VAE, WAE-MMD and WAE-GAN with the paper configs, or reuses finished runs), compute
-their numbers with the helpers here, and write their files with `write_outputs`.
+The three scripts (`figure2`, `figure3`, `table1`) are thin. Each model goes through
+`compute_bundles`: train it with the paper config (or reuse its finished run), draw its
+panels, compute its numbers, write its bundle (`reproduce.bundles`). The figure / table is
+then assembled from the bundles read back from disk -- the three just written (one-shot
+run), or three made elsewhere (`--assemble`) -- and written with `write_outputs`.
 
 Conventions: images are NHWC; model inputs/outputs are floats in the config's pixel range,
 "unit" = [0, 1] (MNIST) or "symmetric" = [-1, 1] (CelebA) [paper, App. C]; uint8 images are
 in [0, 255]. Every output file is written atomically (temporary file, then rename) and only
-after every number has been computed, so a failed run leaves no half-written results.
+after every number has been computed, so a failed run leaves no half-written results; each
+bundle is written (as a whole folder) as soon as its model's numbers are computed.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
+import hashlib
 import io
 import json
 import os
@@ -116,6 +121,19 @@ class Options:
     fid_features: str = "ttur"
     verbose: int = 2  # wae_tf.train: 2 = one line per epoch, 0 = quiet
     command_line: str = ""
+    models: tuple[str, ...] = MODELS  # --models: train / evaluate these, one bundle each
+    assemble: tuple[Path, ...] = ()  # --assemble: bundle folders to assemble (no training)
+    allow_mixed_bundles: bool = False
+    allow_partial_bundles: bool = False
+    # Passed straight to wae_tf.train.train. sample_every None: max(1, epochs // 10).
+    sample_every: int | None = None
+    checkpoint_every: int = 1
+    validate_every: int = 1
+
+    @property
+    def one_shot(self) -> bool:
+        """All three models in this process: the figure / table is assembled at the end."""
+        return not self.assemble and set(self.models) == set(MODELS)
 
 
 def define_flags(flag_values: flags.FlagValues, *, fid: bool) -> None:
@@ -173,6 +191,49 @@ def define_flags(flag_values: flags.FlagValues, *, fid: bool) -> None:
         lower_bound=2,
         **fv,
     )
+    flags.DEFINE_list(
+        "models",
+        list(MODELS),
+        "Train / evaluate only these models (comma list of vae, wae_mmd, wae_gan) and write "
+        "one bundle each to <out_dir>/bundles/; with all three, also assemble the outputs.",
+        **fv,
+    )
+    flags.DEFINE_list(
+        "assemble",
+        None,
+        "Bundle folders (comma list): assemble the outputs from them, no training or data.",
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        "allow_mixed_bundles",
+        False,
+        "--assemble bundles whose data, scale or code version differ (labelled MIXED BUNDLES).",
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        "allow_partial_bundles",
+        False,
+        "--assemble fewer than three models (labelled PARTIAL: missing ...).",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "sample_every",
+        None,
+        "wae_tf.train: epochs between sample PNGs in the run folder (0: none; "
+        "default max(1, epochs // 10)).",
+        lower_bound=0,
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "checkpoint_every", 1, "wae_tf.train: epochs between checkpoints.", lower_bound=1, **fv
+    )
+    flags.DEFINE_integer(
+        "validate_every",
+        1,
+        "wae_tf.train: epochs between validations (0: none).",
+        lower_bound=0,
+        **fv,
+    )
     if fid:
         flags.DEFINE_string(
             "inception_graph",
@@ -218,7 +279,28 @@ def options_from_flags(flag_values: flags.FlagValues, dataset: str) -> Options:
         fid_features=fv.fid_features if has_fid else "ttur",
         verbose=0 if quick else 2,
         command_line=_command_line(sys.argv),
+        models=_parse_models(fv.models, assemble=bool(fv.assemble)),
+        assemble=tuple(Path(p).expanduser() for p in fv.assemble or ()),
+        allow_mixed_bundles=fv.allow_mixed_bundles,
+        allow_partial_bundles=fv.allow_partial_bundles,
+        sample_every=fv.sample_every,
+        checkpoint_every=fv.checkpoint_every,
+        validate_every=fv.validate_every,
     )
+
+
+def _parse_models(names: Sequence[str], *, assemble: bool) -> tuple[str, ...]:
+    """--models as a tuple in the figure's column order; unknown or none: ReproError."""
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise ReproError(
+            f"--models: unknown {', '.join(unknown)} (choose from {', '.join(MODELS)})"
+        )
+    if not names:
+        raise ReproError("--models is empty")
+    if assemble and set(names) != set(MODELS):
+        raise ReproError("--models and --assemble exclude each other (assembling trains nothing)")
+    return tuple(n for n in MODELS if n in names)
 
 
 def _command_line(argv: Sequence[str]) -> str:
@@ -364,45 +446,44 @@ def run_dir(options: Options, model: str) -> Path:
     return options.workdir / run_group(options) / model
 
 
-def train_models(options: Options) -> dict[str, TrainedRun]:
-    """Train (or reuse the finished runs of) VAE, WAE-MMD and WAE-GAN, in that order."""
+def train_settings(options: Options, config) -> dict[str, Any]:
+    """The keyword arguments of `wae_tf.train.train` besides config and workdir."""
+    sample_every = options.sample_every
+    return {
+        "data_dir": options.data_dir,
+        "train_examples": options.train_examples,
+        "sample_every": max(1, config.epochs // 10) if sample_every is None else sample_every,
+        "checkpoint_every": options.checkpoint_every,
+        "validate_every": options.validate_every,
+        "verbose": options.verbose,
+    }
+
+
+def train_model(options: Options, name: str) -> TrainedRun:
+    """Train (or reuse the finished run of) one model."""
     from wae_tf import train
 
-    runs = {}
-    for i, name in enumerate(MODELS, start=1):
-        config = run_config(options, name)
-        workdir = run_dir(options, name)
-        logging.info(
-            "[%d/%d] %s on %s: %d epoch(s) in %s (a finished run there is reused)",
-            i,
-            len(MODELS),
-            MODEL_LABELS[name],
-            options.dataset,
-            config.epochs,
-            workdir,
-        )
-        start = time.time()
-        model = train.train(
-            config,
-            workdir,
-            data_dir=options.data_dir,
-            train_examples=options.train_examples,
-            sample_every=max(1, config.epochs // 10),
-            verbose=options.verbose,
-        )
-        logging.info(
-            "[%d/%d] %s ready (%.1f s)", i, len(MODELS), MODEL_LABELS[name], time.time() - start
-        )
-        runs[name] = TrainedRun(
-            name=name,
-            model=model,
-            workdir=workdir,
-            config=config,
-            record=_read_json(workdir / "config.json"),
-            done=_read_json(workdir / "DONE.json"),
-            history=read_history(workdir / "history.csv"),
-        )
-    return runs
+    config = run_config(options, name)
+    workdir = run_dir(options, name)
+    logging.info(
+        "%s on %s: %d epoch(s) in %s (a finished run there is reused)",
+        MODEL_LABELS[name],
+        options.dataset,
+        config.epochs,
+        workdir,
+    )
+    start = time.time()
+    model = train.train(config, workdir, **train_settings(options, config))
+    logging.info("%s ready (%.1f s)", MODEL_LABELS[name], time.time() - start)
+    return TrainedRun(
+        name=name,
+        model=model,
+        workdir=workdir,
+        config=config,
+        record=_read_json(workdir / "config.json"),
+        done=_read_json(workdir / "DONE.json"),
+        history=read_history(workdir / "history.csv"),
+    )
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
@@ -686,10 +767,12 @@ def render_figure(
     scale: Scale,
     caption: Sequence[str],
     magnification: int,
+    column_labels: dict[str, str] | None = None,
 ) -> tuple[bytes, FigureLayout]:
     """The paper's Figure 2/3 layout as PNG bytes (and its layout): columns VAE | WAE-MMD | WAE-GAN, rows
     test interpolations / test reconstructions / random samples; title, scale line (red when
-    reduced) and caption. Each image pixel is `magnification` screen pixels (nearest)."""
+    reduced) and caption. Each image pixel is `magnification` screen pixels (nearest).
+    `column_labels`: the column titles (default the model names)."""
     from matplotlib.figure import Figure
 
     _check_panel_shapes(panels)
@@ -715,7 +798,7 @@ def render_figure(
         left, top, w, _ = layout.panel_box(0, col)
         fig.text(
             *frac(left + w / 2, top - 8)[:2],
-            MODEL_LABELS[name],
+            (column_labels or MODEL_LABELS)[name],
             ha="center",
             fontsize=_points(20),
             weight="bold",
@@ -797,18 +880,20 @@ def png_bytes(fig, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-def render_training_curves(runs: dict[str, TrainedRun], title: str, scale: Scale) -> bytes:
-    """One small panel per model: the reconstruction cost c and the objective per epoch,
-    training (solid) and validation (dashed), from history.csv."""
+def render_training_curves(
+    histories: dict[str, list[dict[str, float]]], title: str, scale: Scale
+) -> bytes:
+    """One small panel per model (model -> its history.csv rows): the reconstruction cost c
+    and the objective per epoch, training (solid) and validation (dashed)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12.0, 3.8), dpi=100, facecolor="white")
     fig.suptitle(
         f"{title}\n{scale.text}", fontsize=9, color="#b00000" if scale.reduced else "black"
     )
-    axes = fig.subplots(1, len(runs))
-    for ax, (name, run) in zip(np.atleast_1d(axes), runs.items(), strict=True):
-        _plot_history(ax, run.history)
+    axes = fig.subplots(1, len(histories))
+    for ax, (name, history) in zip(np.atleast_1d(axes), histories.items(), strict=True):
+        _plot_history(ax, history)
         ax.set_title(MODEL_LABELS[name], fontsize=10)
     fig.subplots_adjust(top=0.78, bottom=0.14, left=0.05, right=0.98, wspace=0.25)
     return png_bytes(fig, 100)
@@ -886,10 +971,12 @@ def _first_train_images(options: Options, wanted: int) -> np.ndarray:
 
 
 def make_fid_extractor(options: Options) -> tuple[Any | None, dict[str, Any]]:
-    """(extractor or None, info with "features", "comparable_to_paper", "reason" if None)."""
+    """(extractor or None, info with "features", "comparable_to_paper", "identity" (the
+    network: "ttur graph sha256 ..." / "keras_inception_v3 imagenet, keras ..." / "none"),
+    and "reason" when None)."""
     from wae_tf import inception
 
-    info: dict[str, Any] = {"features": options.fid_features}
+    info: dict[str, Any] = {"features": options.fid_features, "identity": "none"}
     if options.fid_features == "keras_inception_v3":
         info["comparable_to_paper"] = False
         try:
@@ -898,7 +985,10 @@ def make_fid_extractor(options: Options) -> tuple[Any | None, dict[str, Any]]:
             info["reason"] = f"Keras InceptionV3 ImageNet weights unavailable ({e})"
             logging.warning("FID will be null: %s", info["reason"])
             return None, info
+        import keras
+
         info["note"] = "Keras InceptionV3: NOT comparable to the paper's FID (TTUR graph)"
+        info["identity"] = f"keras_inception_v3 imagenet, keras {keras.__version__}"
         return extractor, info
     info["comparable_to_paper"] = True
     if options.inception_graph is None:
@@ -915,49 +1005,90 @@ def make_fid_extractor(options: Options) -> tuple[Any | None, dict[str, Any]]:
         info["reason"] = str(e)
         return None, info
     info["graph"] = str(options.inception_graph)
+    info["identity"] = f"ttur graph sha256 {file_sha256(Path(extractor.name))}"
     return extractor, info
 
 
-def sample_metrics(
-    runs: dict[str, TrainedRun],
-    real: RealImages | None,
-    extractor: Any | None,
-    fid_info: dict[str, Any],
-    num_samples: int,
-    seed: int,
-) -> dict[str, dict[str, Any]]:
-    """Per model, on `num_samples` samples G(z), z ~ P_Z (seed `seed`): mean sharpness
-    (`wae_tf.metrics.mean_sharpness`, images mapped to [0, 1]) and FID against
-    `real.reference` -- null with the reason when there is no extractor. With `real`, also
-    the "true data" row: sharpness of the real reference set, FID of its two halves."""
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# The two sharpness statistics reported side by side (Table 1, Figure 3).
+SHARPNESS_DEFINITIONS = {
+    "sharpness": "ours: mean over all samples of the per-image Laplacian variance, pixels in "
+    "[0, 1] (wae_tf.metrics.mean_sharpness)",
+    "sharpness_code": "the official code's: minimum over a batch of 30 (the first 30 samples) "
+    "of the per-image Laplacian variance, pixels in [-1, 1] (wae_tf.metrics.code_sharpness)",
+}
+
+
+def sharpness_numbers(images: np.ndarray, pixel_range: tuple[float, float]) -> dict[str, float]:
+    """{"sharpness": ours, "sharpness_code": the code's} (SHARPNESS_DEFINITIONS)."""
     from wae_tf import metrics
 
-    real_feats = None
-    if extractor is not None:
-        if real is None:
-            raise ValueError("FID needs the real images")
-        logging.info("FID: features of %d real images", len(real.reference))
-        real_feats = extractor.features(real.reference, pixel_range=(0, 255))
-    rows: dict[str, dict[str, Any]] = {}
-    for name, run in runs.items():
-        logging.info("%s: %d samples for FID / sharpness", MODEL_LABELS[name], num_samples)
-        samples = generate_samples(run.model, num_samples, seed)
-        rows[name] = {
-            "sharpness": metrics.mean_sharpness(samples, (-1.0, 1.0)),
-            "num_samples": num_samples,
-            **_fid_entry(extractor, fid_info, samples, (-1.0, 1.0), real_feats),
-        }
-    if real is not None:
+    return {
+        "sharpness": metrics.mean_sharpness(images, pixel_range),
+        "sharpness_code": metrics.code_sharpness(images, pixel_range),
+    }
+
+
+def celeba_evaluator(
+    options: Options, extractor: Any | None, fid_info: dict[str, Any]
+) -> Callable[[TrainedRun, np.ndarray], dict[str, Any]]:
+    """`evaluate(run, test_uint8)` for CelebA bundles: on --num_samples samples G(z), z ~ P_Z
+    (seed --seed + 1), both sharpness statistics and FID against the real reference set
+    (null with the reason when there is no extractor); and, the same in every bundle, the
+    "true data" row (the real reference set's sharpness, FID of its two disjoint halves) and
+    the real test images' sharpness. The real images and their features are computed once
+    per process."""
+    cache: dict[str, Any] = {}
+
+    def real_part(test: np.ndarray) -> dict[str, Any]:
+        real = load_celeba_real_images(options, options.num_samples)
+        feats = None
+        if extractor is not None:
+            logging.info("FID: features of %d real images", len(real.reference))
+            feats = extractor.features(real.reference, pixel_range=(0, 255))
         logging.info("true data: %d vs %d real images", len(real.half_a), len(real.half_b))
         # half_a is a prefix of the reference set: its features are already computed.
-        half_a_feats = None if real_feats is None else real_feats[: len(real.half_a)]
-        rows["true_data"] = {
-            "sharpness": metrics.mean_sharpness(real.reference, (0.0, 255.0)),
+        half_a_feats = None if feats is None else feats[: len(real.half_a)]
+        true_data = {
+            **sharpness_numbers(real.reference, (0.0, 255.0)),
             "num_samples": len(real.reference),
             "fid_set_sizes": [len(real.half_a), len(real.half_b)],
             **_fid_entry(extractor, fid_info, real.half_b, (0.0, 255.0), half_a_feats),
         }
-    return rows
+        test_sharpness = sharpness_numbers(test, (0.0, 255.0))
+        return {
+            "feats": feats,
+            "numbers": {
+                "fid_info": fid_info,
+                "real_images": real.to_dict(),
+                "true_data": true_data,
+                "test_images_sharpness": test_sharpness["sharpness"],
+                "test_images_sharpness_code": test_sharpness["sharpness_code"],
+            },
+        }
+
+    def evaluate(run: TrainedRun, test: np.ndarray) -> dict[str, Any]:
+        if not cache:
+            cache.update(real_part(test))
+        n, seed = options.num_samples, options.seed + 1
+        logging.info("%s: %d samples for FID / sharpness", MODEL_LABELS[run.name], n)
+        samples = generate_samples(run.model, n, seed)
+        return {
+            **sharpness_numbers(samples, (-1.0, 1.0)),
+            "num_samples": n,
+            "sample_seed": seed,
+            **_fid_entry(extractor, fid_info, samples, (-1.0, 1.0), cache["feats"]),
+            **cache["numbers"],
+        }
+
+    return evaluate
 
 
 def _fid_entry(
@@ -1033,6 +1164,27 @@ def git_commit() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
+SOURCE_PACKAGES = ("wae_tf", "reproduce")  # the code whose version a bundle records
+
+
+@functools.lru_cache(maxsize=1)
+def code_provenance() -> dict[str, Any]:
+    """The code version: {"git": git_commit(), "source_sha256": sha256 of every .py file
+    under wae_tf/ and reproduce/ (relative path and bytes, in sorted order)}.
+
+    The source hash covers local changes and needs no .git (a copied working tree on another
+    machine has the same hash). Read once per process and kept, since the running process
+    keeps the code it imported even if the files are edited later.
+    """
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in SOURCE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return {"git": git_commit(), "source_sha256": digest.hexdigest()}
+
+
 def machine() -> dict[str, Any]:
     """Platform, CPU and GPUs of this machine (what the numbers were computed on)."""
     info: dict[str, Any] = {
@@ -1066,12 +1218,12 @@ def machine() -> dict[str, Any]:
 def provenance(options: Options, start_time: float) -> dict[str, Any]:
     return {
         "command_line": options.command_line,
-        "git": git_commit(),
+        **code_provenance(),
         "machine": machine(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start_time)),
         "wall_time_s": round(time.time() - start_time, 1),
-        "seed": options.seed,
-        "runs_dir": str(options.workdir / run_group(options)),
+        "seed": None if options.assemble else options.seed,
+        "runs_dir": None if options.assemble else str(options.workdir / run_group(options)),
     }
 
 
@@ -1142,49 +1294,135 @@ def split_rule_text(options: Options) -> str:
     return "standard MNIST split: 60,000 train / 10,000 test"
 
 
-@dataclasses.dataclass
-class FigureResult:
-    """What a figure script computed, before anything is written."""
+def compute_bundles(
+    options: Options, evaluate: Callable[[TrainedRun, np.ndarray], dict[str, Any]]
+) -> list[Path]:
+    """For each model of --models, in turn: train it (or reuse its finished run), draw its
+    column of panels, compute the test reconstruction cost and `evaluate(run, test_uint8)`'s
+    numbers, and write its bundle (`reproduce.bundles`), so that a later failure keeps the
+    bundles already written. Returns the bundle folders."""
+    from reproduce import bundles
 
-    runs: dict[str, TrainedRun]
-    panels: dict[str, dict[str, np.ndarray]]
-    scale: Scale
-    test_images: np.ndarray  # uint8
-    numbers: dict[str, dict[str, Any]]  # per model
-
-
-def compute_figure(options: Options) -> FigureResult:
-    """Train/reuse the three models, draw their panels, compute the test reconstruction cost."""
     check_out_dir(options.out_dir)
-    runs = train_models(options)
-    scale = describe_scale(options, runs)
-    logging.info("%s", scale.text)
-    test = load_test_images(options)
+    test = load_test_images(options)  # before any training: bad data fails early
     inputs = choose_panel_inputs(test, options.seed)
-    panels, numbers = {}, {}
-    for name, run in runs.items():
+    written = []
+    for i, name in enumerate(options.models, start=1):
+        start = time.time()
+        logging.info("[%d/%d] %s", i, len(options.models), MODEL_LABELS[name])
+        run = train_model(options, name)
         logging.info(
             "%s: figure panels and test reconstruction cost on %d images",
             MODEL_LABELS[name],
             len(test),
         )
-        panels[name] = model_panels(run.model, inputs)
-        costs = reconstruction_costs(run.model, to_model_range(test, run.config.pixel_range))
-        numbers[name] = {**run.summary(), **costs, "test_size": len(test)}
-    return FigureResult(runs, panels, scale, test, numbers)
+        panels = model_panels(run.model, inputs)
+        numbers = reconstruction_costs(run.model, to_model_range(test, run.config.pixel_range))
+        numbers = {**numbers, "test_size": len(test), **evaluate(run, test)}
+        written.append(bundles.write_bundle(options, run, panels, numbers, start))
+    return written
 
 
-def figure_caption(options: Options, result: FigureResult, figure_number: int) -> list[str]:
-    """The caption under the panels: data, seeds, how to read the panels."""
-    train_size = min(run.train_size for run in result.runs.values())
+def bundles_to_assemble(
+    options: Options, kind: str, compute: Callable[[Options], list[Path]]
+) -> tuple[Any | None, list[Path]]:
+    """(the checked `reproduce.bundles.BundleSet` to assemble, or None, and the bundle
+    folders this run wrote). --assemble: its folders, nothing computed. Otherwise
+    `compute(options)` writes the bundles of --models; with all three, they are read back
+    from disk and assembled (the one-shot run takes the same path as --assemble), with
+    fewer there is nothing to assemble (None)."""
+    from reproduce import bundles
+
+    written: list[Path] = []
+    if options.assemble:
+        check_out_dir(options.out_dir)
+        paths = list(options.assemble)
+    else:
+        paths = written = compute(options)
+        if not options.one_shot:
+            return None, written
+    bundle_set = bundles.load_bundles(
+        paths,
+        kind,
+        allow_mixed=options.allow_mixed_bundles,
+        allow_partial=options.allow_partial_bundles,
+    )
+    return bundle_set, written
+
+
+def bundles_only_payload(written: Sequence[Path]) -> dict[str, Any]:
+    """What a --models run of fewer than three models returns: its bundles, no figure."""
+    return {
+        "bundles": [str(p) for p in written],
+        "files": [str(p) for p in written],
+        "assembled": False,
+        "next": "assemble three bundles with --assemble=DIR1,DIR2,DIR3",
+    }
+
+
+def figure_caption(bundle_set, figure_number: int) -> list[str]:
+    """The caption under the panels: first the PARTIAL / MIXED BUNDLES labels in full (when
+    they apply), then data, seeds, how to read the panels, the code version."""
+    first = bundle_set.first
+    dataset, seeds = first.config["dataset"], first.config["seeds"]
+    train_size = min(b.train_size for b in bundle_set.bundles.values())
     return [
-        f"Data: {DATASET_LABELS[options.dataset]}, {train_size:,} train images; the panels and "
-        f"numbers use {len(result.test_images):,} test images ({split_rule_text(options)}). "
-        f"Seeds: training {options.seed}, panels {options.seed + PANEL_SEED_OFFSET}, "
-        f"samples {options.seed + SAMPLE_SEED_OFFSET}.",
+        *[f"{label}." for label in bundle_set.labels()],
+        f"Data: {DATASET_LABELS[dataset]}, {train_size:,} train images; the panels and "
+        f"numbers use {first.metrics['test_size']:,} test images ({first.config['split']}). "
+        f"Seeds: training {seeds['training']}, panels {seeds['panels']}, "
+        f"samples {seeds['panel_samples']}.",
         "Test interpolations: leftmost and rightmost columns are real test images; between them, "
         "decoded points on the straight line between their codes. Test reconstructions: odd rows "
         "are real test images, even rows their reconstructions. Random samples: G(z), z ~ P_Z.",
         f"Reproduction of Tolstikhin et al., Wasserstein Auto-Encoders (ICLR 2018), Figure "
-        f"{figure_number}; wae-tf commit {(git_commit()['commit'] or 'unknown')[:10]}.",
+        f"{figure_number}; wae-tf commit {bundle_set.commit()[:10]}.",
     ]
+
+
+def assembled_title(title: str, bundle_set) -> str:
+    """`title`, prefixed with "PARTIAL: missing ..." when models are missing."""
+    partial = [label for label in bundle_set.labels() if label.startswith("PARTIAL")]
+    return " -- ".join([*partial, title])
+
+
+def column_labels(bundle_set) -> dict[str, str]:
+    return {m: MODEL_LABELS[m] + (" (missing)" if m in bundle_set.missing else "") for m in MODELS}
+
+
+def label_lines(labels: Sequence[str]) -> list[str]:
+    """The PARTIAL / MIXED BUNDLES labels as bold markdown lines (nothing when whole)."""
+    return [line for label in labels for line in (f"**{label}**", "")]
+
+
+def done_message(name: str, payload: dict[str, Any]) -> str:
+    """The line a script prints when it is done."""
+    if payload.get("assembled") is False:
+        return f"{name}: wrote the bundle(s) {', '.join(payload['bundles'])}; {payload['next']}"
+    labels = "".join(f"{label}; " for label in payload.get("labels", []))
+    return f"{name}: {labels}{payload['scale']['description']}; wrote {', '.join(payload['files'])}"
+
+
+def assembly_provenance(options: Options, bundle_set, start_time: float) -> dict[str, Any]:
+    """The assembly's own provenance (this process) and, per model, its bundle's."""
+    return {**provenance(options, start_time), "bundles": bundle_set.provenance()}
+
+
+def provenance_lines(payload: dict[str, Any]) -> list[str]:
+    """The markdown "## Provenance" section: the assembly, then one line per bundle. (All
+    that legitimately differs between two assemblies of the same numbers is in here.)"""
+    prov = payload["provenance"]
+
+    def line(p: dict[str, Any]) -> str:
+        git, host = p.get("git", {}), p.get("machine", {})
+        return (
+            f"commit {git.get('commit')}{' (local changes)' if git.get('dirty') else ''}, "
+            f"sources sha256 {str(p.get('source_sha256'))[:12]}, {host.get('platform')}, "
+            f"{host.get('cpu_count')} CPUs, GPUs {host.get('gpus')}, started "
+            f"{p.get('started_at')}, {p.get('wall_time_s')} s; `{p.get('command_line')}`"
+        )
+
+    lines = ["## Provenance", "", f"- Assembled by: {line(prov)}."]
+    for name, p in prov["bundles"].items():
+        lines.append(f"- {MODEL_LABELS[name]} bundle `{p['path']}`: {line(p)}.")
+    return [*lines, ""]

@@ -2,8 +2,11 @@
 
     python -m reproduce.table1 --data_dir=../shared/data/celeba_10k \\
         --inception_graph=/path/to/classify_image_graph_def.pb [--workdir=runs]
+    python -m reproduce.table1 --assemble=DIR1,DIR2,DIR3 --out_dir=results   # from bundles
 
-Trains (or reuses, the same runs as `reproduce.figure3`) the three models, then measures:
+Trains (or reuses, the same runs as `reproduce.figure3`) the models and writes one CelebA
+bundle per model to <out_dir>/bundles/figure3_table1_<model>/ -- the same bundles as
+`reproduce.figure3`'s, so either script assembles the other's. The numbers:
 
   FID        Fréchet distance of Inception pool_3 features (2048-d) between --num_samples
              (10,000) model samples and as many real 64x64 images; "true data": two disjoint
@@ -12,12 +15,15 @@ Trains (or reuses, the same runs as `reproduce.figure3`) the three models, then 
              (inception-2015-12-05, `classify_image_graph_def.pb`) [authors, wae issue #7];
              `--fid_features=keras_inception_v3` gives non-comparable numbers. Without the
              graph, FID entries are null with the reason, and the rest is still produced.
-  sharpness  mean per-image variance of the 3x3 Laplacian of the grayscale image (VALID),
-             images mapped to [0, 1] [code, compute_blurriness; `wae_tf.metrics.sharpness`].
+  sharpness  the per-image variance of the 3x3 Laplacian of the grayscale image (VALID)
+             [code, compute_blurriness], two statistics side by side: ours, the mean over the
+             samples with images mapped to [0, 1] (`wae_tf.metrics.mean_sharpness`), and the
+             official code's, the minimum over a batch of 30 with images in [-1, 1]
+             (`wae_tf.metrics.code_sharpness`).
 
-Writes table1.md and table1.json to --out_dir: ours beside the paper's numbers (FID 63 / 55 /
-42 / 2, sharpness 3e-3 / 6e-3 / 6e-3 / 2e-2), the scale and the provenance (epochs, sizes,
-seeds, git commit, machine, time).
+Writes table1.md and table1.json to --out_dir (with all three models, or --assemble): ours
+beside the paper's numbers (FID 63 / 55 / 42 / 2, sharpness 3e-3 / 6e-3 / 6e-3 / 2e-2), the
+scale and the provenance (epochs, sizes, seeds, git commit, machine, time).
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ from typing import Any
 
 from absl import app, flags
 
-from reproduce import common
+from reproduce import bundles, common, figure3
 
 DATASET = "celeba"
 NAME = "table1"
+KIND = bundles.KINDS[DATASET]
 ROWS = ("true_data", *common.MODELS)  # the paper's row order
 ROW_LABELS = {"true_data": "true data", **common.MODEL_LABELS}
 
@@ -40,13 +47,18 @@ def markdown(payload: dict[str, Any]) -> str:
     ours_tag = "ours, REDUCED SCALE" if payload["scale"]["reduced"] else "ours"
     rows = []
     for key in ROWS:
-        ours, paper = payload["rows"][key], common.PAPER_TABLE1[key]
+        ours, paper = payload["rows"].get(key), common.PAPER_TABLE1[key]
+        if ours is None:
+            rows.append([ROW_LABELS[key], "missing", common.fmt(paper["fid"], ".0f")])
+            rows[-1] += ["missing", "missing", common.fmt(paper["sharpness"], ".0e")]
+            continue
         rows.append(
             [
                 ROW_LABELS[key],
                 common.fmt(ours["fid"], ".1f"),
                 common.fmt(paper["fid"], ".0f"),
                 common.fmt(ours["sharpness"], ".1e"),
+                common.fmt(ours["sharpness_code"], ".1e"),
                 common.fmt(paper["sharpness"], ".0e"),
             ]
         )
@@ -61,24 +73,26 @@ def markdown(payload: dict[str, Any]) -> str:
             )
         else:
             fid_note = f"- FID features: {fid['features']} (NOT comparable to the paper's numbers)."
-    prov = payload["provenance"]
     models = payload["models"]
     epochs = ", ".join(
         f"{common.MODEL_LABELS[n]} {models[n]['epochs']} (paper {models[n]['paper_epochs']})"
-        for n in common.MODELS
+        for n in models
     )
+    train_sizes = sorted({f"{m['train_size']:,}" for m in models.values()})
     return "\n".join(
         [
             "# Table 1 (CelebA 64x64): FID and sharpness",
             "",
             f"**{payload['scale']['description']}**",
             "",
+            *common.label_lines(payload["labels"]),
             common.markdown_table(
                 [
                     "model",
                     f"FID ({ours_tag})",
                     "FID (paper)",
-                    f"sharpness ({ours_tag})",
+                    f"sharpness ({ours_tag}: mean, [0, 1])",
+                    f"sharpness ({ours_tag}, code's statistic: min of 30, [-1, 1])",
                     "sharpness (paper)",
                 ],
                 rows,
@@ -89,44 +103,44 @@ def markdown(payload: dict[str, Any]) -> str:
             f"real images: {real['source']}; models' FID reference: "
             f"{real['reference_size']:,} real images; true data: "
             f"{real['true_data_set_sizes'][0]:,} vs {real['true_data_set_sizes'][1]:,}.",
-            "- Sharpness: mean over images of the variance of the 3x3 Laplacian of the "
-            "grayscale image (VALID), images mapped to [0, 1] (`wae_tf.metrics.sharpness`).",
-            f"- Training: epochs {epochs}; {models['vae']['train_size']:,} train images; "
-            f"training seed {payload['seeds']['training']}; runs in "
-            f"`{prov['runs_dir']}`.",
-            f"- Provenance: commit {prov['git']['commit']}"
-            f"{' (local changes)' if prov['git']['dirty'] else ''}, {prov['machine']['platform']}, "
-            f"{prov['machine']['cpu_count']} CPUs, GPUs {prov['machine'].get('gpus')}, "
-            f"started {prov['started_at']}, {prov['wall_time_s']} s; `{prov['command_line']}`.",
+            figure3.sharpness_note(payload["num_samples"]),
+            f"- Training: epochs {epochs}; {' / '.join(train_sizes)} train images; "
+            f"training seed {payload['seeds']['training']}.",
             "",
+            *common.provenance_lines(payload),
         ]
     )
 
 
-def make_table1(options: common.Options) -> dict[str, Any]:
-    """Train/reuse, measure, then write table1.md and table1.json. Returns the JSON payload."""
-    start = time.time()
-    common.check_out_dir(options.out_dir)
-    extractor, fid_info = common.make_fid_extractor(options)  # before training: warns early
-    runs = common.train_models(options)
-    scale = common.describe_scale(options, runs)
-    real = common.load_celeba_real_images(options, options.num_samples)
-    rows = common.sample_metrics(
-        runs, real, extractor, fid_info, options.num_samples, options.seed + 1
-    )
+def assemble(
+    options: common.Options, bundle_set: bundles.BundleSet, start: float
+) -> dict[str, Any]:
+    """Table 1 from checked CelebA bundles; writes table1.md and table1.json."""
+    first = bundle_set.first
+    row_keys = ("sharpness", "sharpness_code", "num_samples", "fid", "fid_reason")
+    rows = {"true_data": {**first.metrics["true_data"], "from_bundle_of": first.model}}
+    for name, b in bundle_set.bundles.items():
+        rows[name] = {k: b.metrics[k] for k in row_keys if k in b.metrics}
     payload = {
         "table": NAME,
         "dataset": DATASET,
-        "scale": scale.to_dict(),
+        "scale": bundle_set.scale(options.out_dir).to_dict(),
+        "labels": bundle_set.labels(),
+        "missing_models": list(bundle_set.missing),
+        "bundle_differences": bundle_set.differences,
         "rows": rows,
         "paper": common.PAPER_TABLE1,
-        "fid": fid_info,
-        "real_images": real.to_dict(),
-        "num_samples": options.num_samples,
-        "models": {name: run.summary() for name, run in runs.items()},
-        "split": common.split_rule_text(options),
-        "seeds": {"training": options.seed, "samples": options.seed + 1},
-        "provenance": common.provenance(options, start),
+        "sharpness_definitions": common.SHARPNESS_DEFINITIONS,
+        "fid": first.metrics["fid_info"],
+        "real_images": first.metrics["real_images"],
+        "num_samples": first.settings["num_samples"],
+        "models": {m: b.numbers(exclude=figure3.SHARED) for m, b in bundle_set.bundles.items()},
+        "split": first.config["split"],
+        "seeds": {
+            "training": first.config["seeds"]["training"],
+            "samples": first.config["seeds"]["metric_samples"],
+        },
+        "provenance": common.assembly_provenance(options, bundle_set, start),
     }
     names = [f"{NAME}.md", f"{NAME}.json"]
     payload["files"] = [str(options.out_dir / name) for name in names]
@@ -137,6 +151,17 @@ def make_table1(options: common.Options) -> dict[str, Any]:
     return payload
 
 
+def make_table1(options: common.Options) -> dict[str, Any]:
+    """Compute the CelebA bundles of --models (or take --assemble's, e.g. figure3's), then,
+    with all three models, write table1.md and table1.json. Returns the JSON payload (or,
+    for fewer than three models, the bundles written)."""
+    start = time.time()
+    bundle_set, written = common.bundles_to_assemble(options, KIND, figure3.bundle_computation)
+    if bundle_set is None:
+        return common.bundles_only_payload(written)
+    return assemble(options, bundle_set, start)
+
+
 def run_with_args(argv: Sequence[str]) -> dict[str, Any]:
     """`python -m reproduce.table1 ARGS` in-process (own FlagValues): for tests."""
     return make_table1(common.parse_args(argv, DATASET, fid=True))
@@ -145,9 +170,10 @@ def run_with_args(argv: Sequence[str]) -> dict[str, Any]:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    options = common.options_from_flags(flags.FLAGS, DATASET)
-    payload = common.exit_on_error(NAME, lambda: make_table1(options))
-    print(f"{NAME}: {payload['scale']['description']}; wrote {', '.join(payload['files'])}")
+    payload = common.exit_on_error(
+        NAME, lambda: make_table1(common.options_from_flags(flags.FLAGS, DATASET))
+    )
+    print(common.done_message(NAME, payload))
 
 
 if __name__ == "__main__":

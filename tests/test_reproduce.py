@@ -2,15 +2,18 @@
 
 The three scripts run in-process with their own flag values (`run_with_args`) on tiny nets
 (width 8, 300 train images, 1 epoch); figure3 and both table1 runs share one workdir, so the
-CelebA models are trained once. About 100 s in all on 2 busy CPU cores; the script tests
-skip when /work/shared/data is absent, the layout and panel tests need no data.
+CelebA models are trained once, and the per-model bundle runs reuse the finished runs (they
+only evaluate). About 90 s in all on 2 busy CPU cores; the script tests skip when
+/work/shared/data is absent, the layout and panel tests need no data.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reproduce import common, figure2, figure3, table1
+from reproduce import bundles, common, figure2, figure3, table1
 from wae_tf import data
 
 # ======================================================================================
@@ -147,6 +150,15 @@ def test_figure2_quick_writes_figure_curves_json_and_markdown(figure2_run):
     assert 0.5 * width < height < width
     with Image.open(out / "figure2_training_curves.png") as image:
         assert image.size[0] > image.size[1]
+    # One bundle per model, and the figure was assembled from exactly those.
+    assert {p.name for p in (out / "bundles").iterdir()} == {
+        "figure2_vae",
+        "figure2_wae_mmd",
+        "figure2_wae_gan",
+    }
+    assert [b["path"] for b in payload["provenance"]["bundles"].values()] == [
+        str(out / "bundles" / f"figure2_{m}") for m in common.MODELS
+    ]
 
 
 def test_figure2_json_has_the_three_models_with_their_numbers(figure2_run):
@@ -179,28 +191,203 @@ def test_figure2_quick_run_says_it_is_reduced_scale_everywhere(figure2_run):
     assert description in (out / "figure2.md").read_text()
 
 
-def test_rerunning_figure2_reuses_the_finished_runs(figure2_run, mnist_dir, tmp_path, monkeypatch):
+def _no_fit(*args, **kwargs):
+    raise AssertionError("a finished run was retrained")
+
+
+def _without_provenance(markdown: str) -> str:
+    """The markdown up to its "## Provenance" section (assembly and bundle provenance:
+    commands, paths, machines, start and wall times, which legitimately differ)."""
+    head, sep, _ = markdown.partition("\n## Provenance\n")
+    assert sep, "no provenance section"
+    return head
+
+
+def _comparable_json(path: Path) -> dict:
+    """The saved payload less what names where and when it was assembled: "provenance"
+    (per-bundle paths, commands, times) and "files" (output paths)."""
+    payload = _read_json(path)
+    del payload["provenance"], payload["files"]
+    return payload
+
+
+def _assert_same_outputs(one_shot: Path, assembled: Path, names: list[str]) -> None:
+    for name in names:
+        if name.endswith(".png"):
+            assert (assembled / name).read_bytes() == (one_shot / name).read_bytes(), name
+        elif name.endswith(".md"):
+            got, want = ((d / name).read_text() for d in (assembled, one_shot))
+            assert _without_provenance(got) == _without_provenance(want)
+        else:
+            assert _comparable_json(assembled / name) == _comparable_json(one_shot / name)
+
+
+def test_figure2_bundles_from_separate_runs_assemble_into_the_one_shot_figure_and_table(
+    figure2_run, mnist_dir, tmp_path, monkeypatch
+):
     payload, out = figure2_run
     from wae_tf import train
 
-    def _no_fit(*args, **kwargs):
-        raise AssertionError("a finished run was retrained")
-
-    monkeypatch.setattr(train, "_fit", _no_fit)
+    monkeypatch.setattr(train, "_fit", _no_fit)  # the finished runs are reused, not retrained
     workdir = Path(payload["models"]["vae"]["workdir"]).parents[1]
-    again = figure2.run_with_args(
-        [
-            "figure2",
-            "--quick",
-            f"--data_dir={mnist_dir}",
-            f"--workdir={workdir}",
-            f"--out_dir={tmp_path}",
-        ]
+    quick = ["--quick", f"--data_dir={mnist_dir}", f"--workdir={workdir}"]
+    first = figure2.run_with_args(
+        ["figure2", *quick, "--models=vae,wae_mmd", f"--out_dir={tmp_path / 'a'}"]
     )
-    for name in common.MODELS:  # same weights and fixed seeds: the same numbers
-        assert again["models"][name]["test_reconstruction_cost"] == pytest.approx(
-            payload["models"][name]["test_reconstruction_cost"], rel=1e-6
-        )
+    second = figure2.run_with_args(
+        ["figure2", *quick, "--models=wae_gan", f"--out_dir={tmp_path / 'b'}"]
+    )
+    # Fewer than three models: bundles only, no figure.
+    assert first["assembled"] is False and len(first["bundles"]) == 2
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["bundles"]
+    dirs = [*second["bundles"], *first["bundles"]]  # any order
+    assembled = figure2.run_with_args(
+        ["figure2", f"--assemble={','.join(dirs)}", f"--out_dir={tmp_path / 'c'}"]
+    )
+    assert list(assembled["models"]) == list(common.MODELS)
+    names = ["figure2.png", "figure2_training_curves.png", "figure2.md", "figure2.json"]
+    _assert_same_outputs(out, tmp_path / "c", names)
+
+
+def test_a_quick_bundle_is_small_and_a_paper_scale_bundle_is_bounded_far_below_16_mib(
+    figure2_run,
+):
+    _, out = figure2_run
+    for model in common.MODELS:
+        path = bundles.bundle_dir(out, "figure2", model)
+        assert sorted(p.name for p in path.iterdir()) == sorted(bundles.FILES)  # no weights
+        with np.load(path / "panels.npz") as npz:
+            shapes = {k: npz[k].shape for k in npz.files}
+            assert {npz[k].dtype for k in npz.files} == {np.dtype(np.uint8)}
+        # The panel shapes do not depend on the scale: the bound is computed from them.
+        assert shapes == bundles.panel_shapes("mnist")
+        assert bundles.bundle_bytes(path) <= bundles.size_bound("mnist", epochs=1)
+        assert bundles.bundle_bytes(path) < 100 * 1024
+    assert bundles.size_bound("mnist", epochs=100) < 0.5 * 2**20  # paper scale: 100 epochs
+    assert bundles.size_bound("celeba", epochs=68) < 3 * 2**20  # 55 (WAE) / 68 (VAE) epochs
+    assert bundles.size_bound("celeba", epochs=68) < bundles.MAX_BUNDLE_BYTES
+
+
+def _copy_bundles(out: Path, tmp_path: Path, kind: str = "figure2") -> dict[str, Path]:
+    copies = {}
+    for model in common.MODELS:
+        copies[model] = tmp_path / "bundles" / f"{kind}_{model}"
+        shutil.copytree(bundles.bundle_dir(out, kind, model), copies[model])
+    return copies
+
+
+def _edit_json(path: Path, edit) -> None:
+    payload = _read_json(path)
+    edit(payload)
+    path.write_text(json.dumps(payload))
+
+
+def _assemble_figure2(copies, out: Path, *extra: str) -> dict:
+    dirs = ",".join(str(p) for p in copies)
+    return figure2.run_with_args(["figure2", f"--assemble={dirs}", f"--out_dir={out}", *extra])
+
+
+def test_assembly_refuses_bundles_that_disagree_and_labels_them_when_allowed(figure2_run, tmp_path):
+    _, out = figure2_run
+    copies = _copy_bundles(out, tmp_path)
+    gan = copies["wae_gan"]
+    _edit_json(gan / "config.json", lambda c: c["settings"].update(width=16))
+    _edit_json(gan / "provenance.json", lambda p: p.update(source_sha256="0" * 64))
+    _edit_json(
+        gan / "metrics.json", lambda m: m["mnist_classifier"].update(weights_sha256="f" * 64)
+    )
+    # A bundle made where .git is absent records no commit: that alone is no disagreement.
+    _edit_json(copies["vae"] / "provenance.json", lambda p: p["git"].update(commit=None))
+    with pytest.raises(common.ReproError, match="allow_mixed_bundles") as error:
+        _assemble_figure2(copies.values(), tmp_path / "refused")
+    message = str(error.value)
+    assert "scale.width: VAE 8 / WAE-MMD 8 / WAE-GAN 16" in message
+    assert "code.source_sha256:" in message and "WAE-GAN 000000000000" in message
+    assert "metric.mnist_classifier_sha256:" in message and "WAE-GAN ffffffffffff" in message
+    assert "code.git_commit" not in message and message.count(": VAE ") == 3
+    assert not (tmp_path / "refused").exists()
+
+    payload = _assemble_figure2(copies.values(), tmp_path / "mixed", "--allow_mixed_bundles")
+    assert payload["scale"]["description"].startswith(
+        "MIXED BUNDLES (differ in code.source_sha256, metric.mnist_classifier_sha256, "
+        "scale.width) | REDUCED SCALE"
+    )
+    markdown = (tmp_path / "mixed" / "figure2.md").read_text()
+    assert "**MIXED BUNDLES, they differ in code.source_sha256: VAE" in markdown
+    assert "scale.width: VAE 8 / WAE-MMD 8 / WAE-GAN 16**" in markdown
+
+
+def test_assembly_refuses_a_partial_set_unless_allowed_and_then_says_what_is_missing(
+    figure2_run, tmp_path
+):
+    _, out = figure2_run
+    copies = _copy_bundles(out, tmp_path)
+    two = [copies["vae"], copies["wae_gan"]]
+    with pytest.raises(common.ReproError, match="no bundle for WAE-MMD"):
+        _assemble_figure2(two, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    payload = _assemble_figure2(two, tmp_path / "partial", "--allow_partial_bundles")
+    assert payload["labels"] == ["PARTIAL: missing WAE-MMD"]
+    markdown = (tmp_path / "partial" / "figure2.md").read_text()
+    assert "**PARTIAL: missing WAE-MMD**" in markdown
+    assert "| WAE-MMD | missing | missing |" in markdown
+    # The missing column is left white; the others are the bundles' panels, pixel for pixel.
+    image = np.asarray(Image.open(tmp_path / "partial" / "figure2.png").convert("RGB"))
+    panels = {m: bundles.read_bundle(copies[m]).panels for m in ("vae", "wae_gan")}
+    layout = common.figure_layout({m: panels["vae"] for m in common.MODELS}, 2, [])
+    for col, model in enumerate(common.MODELS):
+        left, top, width, height = layout.panel_box(2, col)  # random samples
+        shown = image[top : top + height, left : left + width, 0]
+        if model == "wae_mmd":
+            assert (shown == 255).all()
+        else:
+            want = np.kron(panels[model]["samples"][..., 0], np.ones((2, 2), np.uint8))
+            np.testing.assert_array_equal(shown, want)
+
+
+def test_assembly_refuses_two_bundles_of_one_model_and_bundles_of_another_kind(
+    figure2_run, tmp_path
+):
+    _, out = figure2_run
+    copies = _copy_bundles(out, tmp_path)
+    twice = [*copies.values(), tmp_path / "vae_again"]
+    shutil.copytree(copies["vae"], twice[-1])
+    with pytest.raises(common.ReproError, match="more than one bundle per model .VAE"):
+        _assemble_figure2(twice, tmp_path / "x")
+    _edit_json(copies["vae"] / "config.json", lambda c: c.update(kind="figure3_table1"))
+    with pytest.raises(common.ReproError, match="expected 'figure2' bundles"):
+        _assemble_figure2(copies.values(), tmp_path / "x")
+    (copies["wae_gan"] / "panels.npz").unlink()
+    with pytest.raises(common.ReproError, match="not a bundle: panels.npz missing"):
+        _assemble_figure2(copies.values(), tmp_path / "x")
+    with pytest.raises(common.ReproError, match="exclude each other"):
+        common.parse_args(["figure2", "--assemble=a,b,c", "--models=vae"], "mnist", fid=False)
+    with pytest.raises(common.ReproError, match="unknown vea"):
+        common.parse_args(["figure2", "--models=vea"], "mnist", fid=False)
+
+
+def test_cadence_flags_pass_straight_through_to_train(tmp_path, monkeypatch):
+    from wae_tf import train
+
+    seen = {}
+
+    def spy(config, workdir, **kwargs):
+        # The real train() must accept exactly these arguments.
+        inspect.signature(real_train).bind(config, workdir, **kwargs)
+        seen.update(kwargs, epochs=config.epochs)
+        raise common.ReproError("stop")
+
+    real_train = train.train
+    monkeypatch.setattr(train, "train", spy)
+    argv = ["figure2", "--quick", f"--workdir={tmp_path}", "--models=vae", "--epochs=30"]
+    flagged = [*argv, "--checkpoint_every=3", "--validate_every=0", "--sample_every=7"]
+    with pytest.raises(common.ReproError, match="stop"):
+        common.train_model(common.parse_args(flagged, "mnist", fid=False), "vae")
+    assert (seen["checkpoint_every"], seen["validate_every"], seen["sample_every"]) == (3, 0, 7)
+    with pytest.raises(common.ReproError, match="stop"):
+        common.train_model(common.parse_args(argv, "mnist", fid=False), "vae")
+    # Defaults: every epoch, and sample PNGs at a tenth of the epochs.
+    assert (seen["checkpoint_every"], seen["validate_every"], seen["sample_every"]) == (1, 1, 3)
 
 
 # ======================================================================================
@@ -222,28 +409,65 @@ def test_figure3_quick_writes_its_files_with_the_split_rule_and_null_fid(figure3
     for numbers in saved["models"].values():
         assert numbers["fid"] is None and "inception_graph" in numbers["fid_reason"]
         assert _finite(numbers["sharpness"]) and numbers["sharpness"] >= 0
+        assert _finite(numbers["sharpness_code"]) and numbers["sharpness_code"] >= 0
         assert _finite(numbers["test_reconstruction_cost"])
     assert saved["test_images_sharpness"] > 1e-3  # real faces are sharp
+    assert saved["test_images_sharpness_code"] > 1e-3
+    assert set(saved["sharpness_definitions"]) == {"sharpness", "sharpness_code"}
+    markdown = (out / "figure3.md").read_text()
+    assert "| sharpness (ours: mean, [0, 1]) | sharpness (code's: min of 30, [-1, 1]) |" in markdown
 
 
 def test_table1_without_inception_graph_has_null_fids_with_a_reason_and_sharpness(
     table1_without_graph,
 ):
     payload, out = table1_without_graph
-    assert {p.name for p in out.iterdir()} == {"table1.md", "table1.json"}
+    assert {p.name for p in out.iterdir()} == {"table1.md", "table1.json", "bundles"}
     saved = _read_json(out / "table1.json")
     assert set(saved["rows"]) == {"true_data", "vae", "wae_mmd", "wae_gan"}
     for row in saved["rows"].values():
         assert row["fid"] is None and "classify_image_graph_def.pb" in row["fid_reason"]
-        assert _finite(row["sharpness"])
-    # Real faces (paper: 2e-2) are far sharper than the grey output of a 1-epoch model.
-    assert saved["rows"]["true_data"]["sharpness"] > 1e-2
+        assert _finite(row["sharpness"]) and _finite(row["sharpness_code"])
+    # Real faces (paper: 2e-2) are far sharper than the grey output of a 1-epoch model,
+    # by either statistic.
+    true_data = saved["rows"]["true_data"]
+    assert true_data["sharpness"] > 1e-2
+    for model in common.MODELS:
+        assert true_data["sharpness"] > 3 * saved["rows"][model]["sharpness"]
+        assert true_data["sharpness_code"] > 3 * saved["rows"][model]["sharpness_code"]
     assert saved["paper"]["wae_gan"] == {"fid": 42.0, "sharpness": 6e-3}
     assert saved["real_images"]["true_data_set_sizes"] == [200, 200]
     prov = saved["provenance"]
     assert {"git", "machine", "started_at", "wall_time_s", "command_line"} <= set(prov)
     markdown = (out / "table1.md").read_text()
     assert "REDUCED SCALE" in markdown and "| WAE-GAN | n/a | 42 |" in markdown
+    assert "sharpness (ours, REDUCED SCALE: mean, [0, 1])" in markdown
+    assert "sharpness (ours, REDUCED SCALE, code's statistic: min of 30, [-1, 1])" in markdown
+
+
+def test_celeba_bundles_assemble_into_the_one_shot_figure3_and_table1_either_way(
+    figure3_run, table1_without_graph, celeba_dir, celeba_root, tmp_path, monkeypatch
+):
+    from wae_tf import train
+
+    _, fig3_out = figure3_run
+    _, table_out = table1_without_graph
+    monkeypatch.setattr(train, "_fit", _no_fit)  # reuses the runs figure3 trained
+    separate = table1.run_with_args(
+        _celeba_args("table1", celeba_dir, celeba_root, str(tmp_path / "b"), "--models=wae_gan")
+    )
+    assert separate["assembled"] is False
+    dirs = [
+        str(bundles.bundle_dir(fig3_out, "figure3_table1", "vae")),
+        str(bundles.bundle_dir(table_out, "figure3_table1", "wae_mmd")),
+        *separate["bundles"],
+    ]
+    assemble = [f"--assemble={','.join(dirs)}"]
+    table1.run_with_args(["table1", *assemble, f"--out_dir={tmp_path / 't'}"])
+    _assert_same_outputs(table_out, tmp_path / "t", ["table1.md", "table1.json"])
+    figure3.run_with_args(["figure3", *assemble, f"--out_dir={tmp_path / 'f'}"])
+    names = ["figure3.png", "figure3_training_curves.png", "figure3.md", "figure3.json"]
+    _assert_same_outputs(fig3_out, tmp_path / "f", names)
 
 
 def test_table1_with_a_standin_inception_graph_gives_numeric_fids(table1_with_standin_graph):
