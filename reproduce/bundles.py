@@ -169,8 +169,9 @@ def write_bundle(
             "data_dir": data_dir,
             "epochs": run.epochs,
             "finished_at": run.done.get("finished_at"),
-            # wae_tf.train records the total only (DONE.json); no per-epoch times exist.
-            "epoch_times_s": None,
+            # history.csv's epoch_time_s: steps + validation of each epoch (None for
+            # runs written before that column existed).
+            "epoch_times_s": [row.get("epoch_time_s") for row in run.history] or None,
             "training_command_lines": [
                 i.get("command_line") for i in run.record.get("invocations", [])
             ],

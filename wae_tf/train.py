@@ -597,7 +597,9 @@ class HistoryCSV(keras.callbacks.Callback):
     """Append one row per completed epoch to history.csv (CSVLogger(append=True) style).
 
     Columns: epoch (1-based count of completed epochs), the metrics sorted by name, and
-    the learning rate(s) the epoch trained with. With `validation`, every row has the
+    the learning rate(s) the epoch trained with, and epoch_time_s: the epoch's wall time
+    from its first step to the end of its validation (checkpoint and sample grids not
+    included). With `validation`, every row has the
     val_ columns (validation reports the training metrics' names with a val_ prefix);
     they stay empty in epochs that were not validated (see `Cadence`).
     """
@@ -609,6 +611,7 @@ class HistoryCSV(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._rates = _learning_rates(self.model)
+        self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.guard.tripped:
@@ -616,7 +619,9 @@ class HistoryCSV(keras.callbacks.Callback):
             if self.validation:
                 trained = [k for k in values if not k.startswith("val_")]
                 values = {**{f"val_{k}": None for k in trained}, **values}
-            _append_history_row(self.path, {"epoch": epoch + 1, **values, **self._rates})
+            seconds = time.perf_counter() - self._start
+            row = {"epoch": epoch + 1, **values, **self._rates, "epoch_time_s": seconds}
+            _append_history_row(self.path, row)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
