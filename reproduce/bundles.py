@@ -48,6 +48,7 @@ import numpy as np
 from absl import logging
 
 from reproduce import common
+from wae_tf import provenance as provenance_lib
 
 BUNDLE_FORMAT = 1
 KINDS = {"mnist": "figure2", "celeba": "figure3_table1"}  # dataset -> bundle kind
@@ -160,8 +161,8 @@ def write_bundle(
     }
     provenance = {
         "command_line": options.command_line,
-        **common.code_provenance(),
-        "machine": common.machine(),
+        **provenance_lib.code_version(),
+        "machine": provenance_lib.machine(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start_time)),
         "wall_time_s": round(time.time() - start_time, 1),
         "run": {

@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import hashlib
 import io
 import json
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -35,6 +31,8 @@ from typing import Any
 
 import numpy as np
 from absl import flags, logging
+
+from wae_tf import provenance as provenance_lib
 
 MODELS = ("vae", "wae_mmd", "wae_gan")  # the figure's columns, left to right [paper, Fig. 2-3]
 MODEL_LABELS = {"vae": "VAE", "wae_mmd": "WAE-MMD", "wae_gan": "WAE-GAN"}
@@ -278,7 +276,7 @@ def options_from_flags(flag_values: flags.FlagValues, dataset: str) -> Options:
         ),
         fid_features=fv.fid_features if has_fid else "ttur",
         verbose=0 if quick else 2,
-        command_line=_command_line(sys.argv),
+        command_line=provenance_lib.command_line(),
         models=_parse_models(fv.models, assemble=bool(fv.assemble)),
         assemble=tuple(Path(p).expanduser() for p in fv.assemble or ()),
         allow_mixed_bundles=fv.allow_mixed_bundles,
@@ -301,14 +299,6 @@ def _parse_models(names: Sequence[str], *, assemble: bool) -> tuple[str, ...]:
     if assemble and set(names) != set(MODELS):
         raise ReproError("--models and --assemble exclude each other (assembling trains nothing)")
     return tuple(n for n in MODELS if n in names)
-
-
-def _command_line(argv: Sequence[str]) -> str:
-    """argv as a shell command; `python -m reproduce.figure2 ...` for the scripts."""
-    argv = list(argv)
-    if argv and Path(argv[0]).suffix == ".py" and Path(argv[0]).parent.name == "reproduce":
-        argv = ["python", "-m", f"reproduce.{Path(argv[0]).stem}", *argv[1:]]
-    return shlex.join(argv)
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -334,7 +324,7 @@ def parse_args(argv: Sequence[str], dataset: str, *, fid: bool) -> Options:
     if len(rest) > 1:
         raise ReproError(f"unexpected arguments: {' '.join(rest[1:])}")
     options = options_from_flags(flag_values, dataset)
-    return dataclasses.replace(options, command_line=_command_line(argv))
+    return dataclasses.replace(options, command_line=provenance_lib.command_line(argv))
 
 
 def exit_on_error(program: str, work: Callable[[], Any]) -> Any:
@@ -1149,77 +1139,11 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def git_commit() -> dict[str, Any]:
-    """The repository's HEAD commit and whether the working tree has local changes."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(status.strip())}
-
-
-SOURCE_PACKAGES = ("wae_tf", "reproduce")  # the code whose version a bundle records
-
-
-@functools.lru_cache(maxsize=1)
-def code_provenance() -> dict[str, Any]:
-    """The code version: {"git": git_commit(), "source_sha256": sha256 of every .py file
-    under wae_tf/ and reproduce/ (relative path and bytes, in sorted order)}.
-
-    The source hash covers local changes and needs no .git (a copied working tree on another
-    machine has the same hash). Read once per process and kept, since the running process
-    keeps the code it imported even if the files are edited later.
-    """
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for package in SOURCE_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
-    return {"git": git_commit(), "source_sha256": digest.hexdigest()}
-
-
-def machine() -> dict[str, Any]:
-    """Platform, CPU and GPUs of this machine (what the numbers were computed on)."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-    from wae_tf.provenance import library_versions
-
-    versions = library_versions()
-    info["keras"], info["keras_backend"] = versions["keras"], versions["keras_backend"]
-    info[versions["keras_backend"]] = versions.get(versions["keras_backend"])
-    try:
-        if versions["keras_backend"] == "jax":
-            import jax
-
-            info["gpus"] = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
-        else:
-            import tensorflow as tf
-
-            info["gpus"] = [
-                tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-                for gpu in tf.config.list_physical_devices("GPU")
-            ]
-    except Exception as e:  # noqa: BLE001 - provenance must never fail a run
-        info["gpus"] = f"unknown ({e})"
-    return info
-
-
 def provenance(options: Options, start_time: float) -> dict[str, Any]:
     return {
         "command_line": options.command_line,
-        **code_provenance(),
-        "machine": machine(),
+        **provenance_lib.code_version(),
+        "machine": provenance_lib.machine(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start_time)),
         "wall_time_s": round(time.time() - start_time, 1),
         "seed": None if options.assemble else options.seed,

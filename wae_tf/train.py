@@ -46,7 +46,6 @@ import importlib.util
 import io
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -60,7 +59,8 @@ from absl import app, flags, logging
 
 from wae_tf import configs, data, models, optimizers, visualize
 from wae_tf.configs import Config
-from wae_tf.provenance import library_versions
+from wae_tf.provenance import command_line, library_versions
+from wae_tf.rundir import CHECKPOINT_PREFIX, RunPaths
 
 # Validation metrics are computed on the first min(1000, N_test) test images by default:
 # enough to watch progress at a small cost per epoch. Figures and FID use the full set.
@@ -71,7 +71,6 @@ GRID_COLS = 8
 NUM_SAMPLES = 64
 NUM_RECONSTRUCTIONS = 32
 SAMPLE_SEED = 2018  # fixed integer seed of the sample grids' prior draws (any constant works)
-CHECKPOINT_PREFIX = "epoch_"
 
 
 class TrainError(RuntimeError):
@@ -89,44 +88,6 @@ class TrainingDivergedError(TrainError):
 # ======================================================================================
 # Workdir layout and small file helpers
 # ======================================================================================
-
-
-@dataclasses.dataclass(frozen=True)
-class RunPaths:
-    """Where a run keeps its files (see the module docstring)."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
-
-    @property
-    def history(self) -> Path:
-        return self.root / "history.csv"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def samples(self) -> Path:
-        return self.root / "samples"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / "tensorboard"
-
-    @property
-    def final_model(self) -> Path:
-        return self.root / "final.keras"
-
-    @property
-    def done(self) -> Path:
-        return self.root / "DONE.json"
-
-    def checkpoint(self, epoch: int) -> Path:
-        return self.checkpoints / f"{CHECKPOINT_PREFIX}{epoch:04d}.npz"
 
 
 def _file_mode() -> int:
@@ -356,13 +317,6 @@ def _load_data(
 # ======================================================================================
 
 
-def _command_line() -> str:
-    argv = list(sys.argv)
-    if argv and Path(argv[0]).name == "train.py":  # `python -m wae_tf.train ...`
-        argv = ["python", "-m", "wae_tf.train", *argv[1:]]
-    return shlex.join(argv)
-
-
 def _write_run_record(
     paths: RunPaths,
     config: Config,
@@ -371,7 +325,7 @@ def _write_run_record(
     settings: dict[str, Any],
 ) -> None:
     invocation = {
-        "command_line": _command_line(),
+        "command_line": command_line(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "target_epochs": config.epochs,
         **settings,

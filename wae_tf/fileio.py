@@ -1,0 +1,127 @@
+"""The one way this project writes a file: atomically, durably, with the usual mode.
+
+Every file a run, a figure or a cache writes goes through `atomic_path` (or the helpers
+built on it): the bytes go to a temporary file next to the target, are flushed to disk
+(fsync), get the mode a plainly created file would get (0o666 minus the umask; mkstemp
+makes 0600 files), and are renamed onto the target. A crash, a kill or a full disk leaves
+either the old file or the new one, never a torn one, and no temporary file behind.
+
+A full disk (ENOSPC, or EDQUOT for a quota) is reported as `DiskFullError`, whose message
+names the file that could not be written, so callers can print it as one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TEMPORARY_PREFIX = "."  # temporary files are hidden: .<name>.<random><suffix>
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+class DiskFullError(OSError):
+    """A write failed because the file system is full; the target is untouched."""
+
+
+class UnreadableFileError(ValueError):
+    """A file exists but cannot be read or parsed; the message names it."""
+
+
+def file_mode() -> int:
+    """The mode a plainly created file gets: 0o666 minus the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (or an error it was raised from) is a full disk or quota."""
+    while error is not None:
+        if isinstance(error, DiskFullError):
+            return True
+        if isinstance(error, OSError) and error.errno in _NO_SPACE:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path next to `path`; when the block succeeds, fsync it and rename
+    it onto `path`. On any failure the temporary file is removed and `path` is untouched.
+
+    `suffix` matters to writers that choose a format by extension (`.npz`, `.keras`).
+    """
+    path = Path(path)
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            dir=path.parent, prefix=f"{TEMPORARY_PREFIX}{path.name}.", suffix=suffix
+        )
+        os.close(fd)
+        tmp = Path(name)
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except OSError as e:
+        if is_disk_full(e) and not isinstance(e, DiskFullError):
+            raise DiskFullError(e.errno, f"no space left to write {path}") from e
+        raise
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike, content: bytes) -> None:
+    """Write `content` to `path` atomically (see `atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
+
+
+def write_text(path: str | os.PathLike, content: str) -> None:
+    """Write `content` (UTF-8) to `path` atomically."""
+    write_bytes(path, content.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, payload: Any, *, sort_keys: bool = False) -> None:
+    """Write `payload` as indented JSON with a final newline, atomically."""
+    write_text(path, json.dumps(payload, indent=2, sort_keys=sort_keys) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any | None:
+    """The parsed JSON in `path`, or None when there is no such file.
+
+    Raises UnreadableFileError (naming the file) when it exists but cannot be read or
+    parsed: a torn or hand-edited file is never silently taken for "absent".
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UnreadableFileError(f"{path} is unreadable ({e})") from e
+
+
+def remove_temporaries(folder: str | os.PathLike, names: tuple[str, ...] = ()) -> None:
+    """Delete the temporary files a killed writer left in `folder`.
+
+    names: only temporaries of these target names; empty: every hidden temporary file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    patterns = [f"{TEMPORARY_PREFIX}{name}.*" for name in names] or [f"{TEMPORARY_PREFIX}*"]
+    for pattern in patterns:
+        for path in folder.glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
