@@ -1,0 +1,179 @@
+"""wae_tf.download against a real HTTP server on 127.0.0.1 serving the shared MNIST files:
+good files, a corrupted file, a transfer cut off half-way (resumed with a Range request),
+and a server that is down. No test touches the internet."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import shutil
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from wae_tf import data, download
+
+NAMES = download.MNIST.files
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves server.files[name] (bytes); honours `Range: bytes=N-`; records requests.
+
+    server.cut: names whose first full-file response stops after half of its bytes while
+    announcing the full Content-Length (a dropped connection)."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        name = self.path.rsplit("/", 1)[-1]
+        body = self.server.files.get(name)
+        self.server.requests.append((name, self.headers.get("Range")))
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        if name in self.server.cut and start == 0:
+            self.server.cut.discard(name)
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body[start:])
+
+    def log_message(self, *args):  # keep pytest's output clean
+        pass
+
+
+@pytest.fixture
+def mirror(mnist_dir):
+    """A local mirror serving the four shared MNIST files (their .gz bytes as shipped)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.files = {name: (mnist_dir / name).read_bytes() for name in NAMES}
+    server.requests, server.cut = [], set()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/mnist/"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def dead_url() -> str:
+    """A URL on 127.0.0.1 whose port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/mnist/"
+
+
+def test_fetch_downloads_verifies_and_the_loader_reads_the_files(mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv(download.MNIST.mirror_env, mirror.url)
+    folder = download.fetch(download.MNIST, tmp_path / "mnist", progress=lambda m: None)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(NAMES)  # no .part left
+    assert download.verified(download.MNIST, folder)
+    labels = data.load_labels("mnist", folder, "train")
+    assert list(labels[:10]) == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # ../shared/data/README.md
+
+    mirror.requests.clear()
+    download.fetch(download.MNIST, folder, progress=lambda m: None)
+    assert mirror.requests == []  # verified files are not fetched again
+
+
+def test_recompressed_copy_is_accepted_because_the_content_is_checked(
+    mirror, tmp_path, monkeypatch
+):
+    name = "t10k-labels-idx1-ubyte.gz"
+    shipped = mirror.files[name]
+    mirror.files[name] = gzip.compress(gzip.decompress(shipped), compresslevel=1, mtime=12345)
+    assert mirror.files[name] != shipped  # other .gz bytes, same IDX content
+    monkeypatch.setenv(download.MNIST.mirror_env, mirror.url)
+    download.fetch(download.MNIST, tmp_path / "mnist", progress=lambda m: None)
+    assert download.decompressed_md5(tmp_path / "mnist" / name) == download.MNIST.md5[name]
+
+
+def test_corrupted_file_is_refused_in_one_line_and_nothing_is_installed(
+    mirror, tmp_path, monkeypatch
+):
+    name = "t10k-labels-idx1-ubyte.gz"
+    content = bytearray(gzip.decompress(mirror.files[name]))
+    content[100] ^= 0xFF  # one label changed
+    mirror.files[name] = gzip.compress(bytes(content))
+    monkeypatch.setenv(download.MNIST.mirror_env, mirror.url)
+    with pytest.raises(download.DownloadError) as error:
+        download.fetch(download.MNIST, tmp_path / "mnist", progress=lambda m: None)
+    message = str(error.value)
+    assert "\n" not in message and name in message and download.MNIST.md5[name] in message
+    assert not (tmp_path / "mnist" / name).exists()
+    assert not list((tmp_path / "mnist").glob(".*"))  # no .part kept of a wrong file
+
+
+def test_corrupted_first_mirror_falls_back_to_the_next(mirror, tmp_path, monkeypatch):
+    bad_server_files = {name: gzip.compress(b"not mnist") for name in NAMES}
+    first = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    first.files, first.requests, first.cut = bad_server_files, [], set()
+    threading.Thread(target=first.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.delenv(download.MNIST.mirror_env, raising=False)
+        monkeypatch.setattr(
+            download,
+            "MNIST",
+            download.RemoteDataset(
+                name="mnist",
+                md5=download.MNIST.md5,
+                mirrors=(f"http://127.0.0.1:{first.server_address[1]}/", mirror.url),
+                mirror_env=download.MNIST.mirror_env,
+            ),
+        )
+        download.fetch(download.MNIST, tmp_path / "mnist", progress=lambda m: None)
+    finally:
+        first.shutdown()
+        first.server_close()
+    assert download.verified(download.MNIST, tmp_path / "mnist")
+    assert len(first.requests) == 4  # each file tried there first
+
+
+def test_transfer_cut_off_half_way_is_resumed_with_a_range_request(
+    mirror, mnist_dir, tmp_path, monkeypatch
+):
+    name = "train-images-idx3-ubyte.gz"
+    mirror.cut.add(name)
+    monkeypatch.setenv(download.MNIST.mirror_env, mirror.url)
+    download.fetch(download.MNIST, tmp_path / "mnist", progress=lambda m: None)
+    ranges = [r for n, r in mirror.requests if n == name]
+    assert ranges == [None, f"bytes={len(mirror.files[name]) // 2}-"]
+    assert download.verified(download.MNIST, tmp_path / "mnist")
+    images = data.load_uint8("mnist", tmp_path / "mnist", "train")
+    assert images.shape == (60000, 28, 28, 1)
+    np.testing.assert_array_equal(images, data.load_uint8("mnist", mnist_dir, "train"))
+
+
+def test_server_down_is_one_line_saying_there_is_no_network(tmp_path, monkeypatch):
+    monkeypatch.setenv(download.MNIST.mirror_env, dead_url())
+    with pytest.raises(download.DownloadError) as error:
+        download.fetch(download.MNIST, tmp_path / "mnist", progress=lambda m: None)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "no network" in message and "--data_dir" in message
+    assert not (tmp_path / "mnist").exists() or not list((tmp_path / "mnist").iterdir())
+
+
+def test_a_wrong_file_already_in_the_folder_is_replaced(mirror, mnist_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in NAMES:
+        shutil.copy(mnist_dir / name, folder / name)
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"truncated")
+    monkeypatch.setenv(download.MNIST.mirror_env, mirror.url)
+    notes = []
+    download.fetch(download.MNIST, folder, progress=notes.append)
+    assert [n for n, _ in mirror.requests] == ["t10k-labels-idx1-ubyte.gz"]
+    assert any("downloading it again" in n for n in notes)
+    assert download.verified(download.MNIST, folder)
