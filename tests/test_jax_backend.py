@@ -104,7 +104,7 @@ def _one_step(out: Path, backend: str) -> None:
             _save_arrays(init, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
         # The seam for identical randomness: fixed prior draws and reparameterisation noise.
         model.sample_prior = lambda n, seed=None: ops.convert_to_tensor(pz)
-        model._reparameterize = lambda mean, log_variance: (
+        model.reparameterize = lambda mean, log_variance: (
             mean + ops.exp(0.5 * log_variance) * ops.convert_to_tensor(eps)
         )
         model.compile()

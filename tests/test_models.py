@@ -126,7 +126,7 @@ def test_same_seed_repeats_a_training_run_exactly(model_name, mnist_images):
 def test_input_noise_is_truncated_small_and_only_in_training(mnist_images):
     model = build_model(_config("wae_mmd"))
     x = mnist_images[:50]
-    noise = np.asarray(model._input_noise(keras.ops.convert_to_tensor(x))) - x
+    noise = np.asarray(model.input_noise(keras.ops.convert_to_tensor(x))) - x
     assert 0 < np.abs(noise).max() <= 2 * 0.01 + 1e-6
     assert noise.std() == pytest.approx(0.01 * 0.88, rel=0.1)  # std of N(0,1) cut at 2: 0.88
     # Inference is deterministic: no noise on encode().

@@ -71,7 +71,7 @@ def test_wae_gan_sub_optimizers_each_get_a_dynamic_loss_scale_under_float16(imag
         model.compile()
         model.fit(images[: 2 * BATCH], batch_size=BATCH, epochs=1, verbose=0)
     for name in (optimizers.AUTOENCODER, optimizers.ADVERSARY):
-        scaled = model._step_optimizer(name)
+        scaled = model.step_optimizer(name)
         assert isinstance(scaled, keras.optimizers.LossScaleOptimizer)
         assert scaled.inner_optimizer is optimizers.sub_optimizer(model.optimizer, name)
         # Each of the 2 steps either counted as finite or halved the scale: the wrapper ran.
@@ -105,7 +105,7 @@ def test_loss_scaling_is_undone_exactly(kind, images):
         model.fit(images[:BATCH], batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
         results.append([np.array(v.numpy()) for v in model.trainable_variables])
         if wrap:
-            scaled = model._step_optimizer(optimizers.AUTOENCODER)
+            scaled = model.step_optimizer(optimizers.AUTOENCODER)
             assert int(scaled.step_counter.numpy()) == 1, "the loss scale was bypassed"
     for plain, scaled in zip(*results, strict=True):
         np.testing.assert_array_equal(plain, scaled)

@@ -9,10 +9,14 @@ each a list of arrays in the order of `model.trainable_variables`,
 `model.non_trainable_variables`, `model.optimizer.variables` and
 `model.metrics_variables`; the step returns `(logs, new_state)`. The steps below are
 the same algorithms as the TensorFlow path in `wae_tf.models` [paper, Algorithms 1-2]
-and reuse its backend-agnostic math (`_autoencoder_terms`, `_adversary_terms`,
-`_vae_terms`, `sample_prior`, `_input_noise`): that code runs unchanged inside a
-`keras.StatelessScope` that maps every model variable to its value in `state`, and the
-scope hands back whatever it assigned (batch-norm statistics, the seed generator).
+and reuse the model's public, backend-agnostic objective (`autoencoder_terms`,
+`adversary_terms`, `vae_terms`, `evaluation_terms`, `sample_prior`, `input_noise`,
+`reparameterize`): that code runs unchanged inside a `keras.StatelessScope` that maps
+every model variable to its value in `state`, and the scope hands back whatever it
+assigned (batch-norm statistics, the seed generator).
+
+This module does not import `wae_tf.models` (which imports it on JAX): every function
+takes the model as an argument and uses only its public methods and attributes.
 
 Where things live in the state:
 - The model's `SeedGenerator` state (prior draws, input noise, the VAE's epsilon) is one
@@ -34,7 +38,6 @@ import jax
 import keras
 
 from wae_tf import losses, optimizers
-from wae_tf.models import _images
 
 State = tuple[list, list, list, list]
 
@@ -104,7 +107,7 @@ def _gradient_step(
 ) -> tuple[dict, list, list, list]:
     """Differentiate objective()["loss"] w.r.t. `optimizer`'s variables and apply it.
 
-    The JAX twin of `_AutoEncoderBase._tensorflow_step`. Only the variables `optimizer`
+    The JAX twin of the TensorFlow step in `wae_tf.models`. Only the variables `optimizer`
     was built on move; `optimizer` may be `model.optimizer` or one of its sub-optimizers.
     Returns (terms, trainable, non_trainable, optimizer_variables), all updated.
     """
@@ -133,7 +136,10 @@ def _gradient_step(
 
 
 def _update_trackers(model: keras.Model, metrics_variables: list, terms: dict):
-    """Stateless twin of `_AutoEncoderBase._update_trackers`: (logs, metrics_variables)."""
+    """Update `model.metrics` (Mean trackers named like the terms) statelessly.
+
+    Returns (logs, metrics_variables), as the TensorFlow step's tracker update does.
+    """
     logs, updated, start = {}, [], 0
     for tracker in model.metrics:
         count = len(tracker.variables)
@@ -149,7 +155,10 @@ def _update_trackers(model: keras.Model, metrics_variables: list, terms: dict):
 # --- Algorithms 1 and 2, and the VAE -----------------------------------------------------
 def wae_train_step(model, state: State, data) -> tuple[dict, State]:
     """One WAE-MMD (Algorithm 2) or WAE-GAN (Algorithm 1) step: `WAE.train_step` on JAX."""
-    if model.adversary is not None and getattr(model, "_loss_scaled", None):
+    if model.adversary is not None and any(
+        isinstance(model.step_optimizer(name), keras.optimizers.LossScaleOptimizer)
+        for name in (optimizers.AUTOENCODER, optimizers.ADVERSARY)
+    ):
         # models.py gives each sub-optimizer its own LossScaleOptimizer under
         # mixed_float16; their scales are not in model.optimizer.variables, so they cannot
         # be carried in the JAX train state. Refuse rather than train without scaling.
@@ -158,23 +167,23 @@ def wae_train_step(model, state: State, data) -> tuple[dict, State]:
             "loss scales live outside the train state): use mixed_bfloat16 or float32"
         )
     trainable, non_trainable, optimizer_variables, metrics_variables = state
-    images = _images(data)
+    images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # unsupervised: x only
     batch = images.shape[0]
     # Fresh prior draws and input noise, in the order of the TensorFlow step.
     (pz, noisy), non_trainable = _stateless(
         model,
         trainable,
         non_trainable,
-        lambda: (model.sample_prior(batch), model._input_noise(images)),
+        lambda: (model.sample_prior(batch), model.input_noise(images)),
     )
 
     def autoencoder_objective():
         qz = model.encode(noisy, training=True)
-        return model._autoencoder_terms(images, model.decode(qz, training=True), qz, pz)
+        return model.autoencoder_terms(images, model.decode(qz, training=True), qz, pz)
 
     terms, trainable, non_trainable, optimizer_variables = _gradient_step(
         model,
-        optimizers.sub_optimizer(model.optimizer, optimizers.AUTOENCODER),
+        model.step_optimizer(optimizers.AUTOENCODER),
         autoencoder_objective,
         trainable,
         non_trainable,
@@ -185,8 +194,8 @@ def wae_train_step(model, state: State, data) -> tuple[dict, State]:
         # recomputed by the updated encoder (`trainable` now holds its new weights).
         adversary_terms, trainable, non_trainable, optimizer_variables = _gradient_step(
             model,
-            optimizers.sub_optimizer(model.optimizer, optimizers.ADVERSARY),
-            lambda: model._adversary_terms(model.encode(noisy, training=True), pz),
+            model.step_optimizer(optimizers.ADVERSARY),
+            lambda: model.adversary_terms(model.encode(noisy, training=True), pz),
             trainable,
             non_trainable,
             optimizer_variables,
@@ -202,12 +211,12 @@ def wae_train_step(model, state: State, data) -> tuple[dict, State]:
 def vae_train_step(model, state: State, data) -> tuple[dict, State]:
     """One step on the VAE's negative ELBO: `VAE.train_step` on JAX."""
     trainable, non_trainable, optimizer_variables, metrics_variables = state
-    images = _images(data)
+    images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
 
     def negative_elbo():
         mean, log_variance = model.posterior(images, training=True)
-        z = model._reparameterize(mean, log_variance)
-        return model._vae_terms(images, mean, log_variance, model.decode(z, training=True))
+        z = model.reparameterize(mean, log_variance)
+        return model.vae_terms(images, mean, log_variance, model.decode(z, training=True))
 
     terms, trainable, non_trainable, optimizer_variables = _gradient_step(
         model, model.optimizer, negative_elbo, trainable, non_trainable, optimizer_variables
@@ -222,35 +231,36 @@ def test_step(model, state: tuple[list, list, list], data) -> tuple[dict, tuple[
     state = (trainable_variables, non_trainable_variables, metrics_variables).
     """
     trainable, non_trainable, metrics_variables = state
-    images = _images(data)
+    images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
     terms, non_trainable = _stateless(
-        model, trainable, non_trainable, lambda: model._evaluation_terms(images)
+        model, trainable, non_trainable, lambda: model.evaluation_terms(images)
     )
     logs, metrics_variables = _update_trackers(model, metrics_variables, terms)
     return logs, (trainable, non_trainable, metrics_variables)
 
 
 # --- Encoder pretraining [code, e_pretrain] ----------------------------------------------
-def pretrain_step_fn(model, optimizer: keras.optimizers.Optimizer) -> Callable:
+def pretrain_step_fn(
+    model, optimizer: keras.optimizers.Optimizer, draw_inputs: Callable[[Any], tuple[Any, Any]]
+) -> Callable:
     """A callable images -> matching loss that takes one Adam step on the encoder.
 
-    The JAX twin of `pretraining._tensorflow_step_fn`. `optimizer` must be built on
+    The JAX twin of the TensorFlow step in `wae_tf.pretraining`, which passes
+    `draw_inputs`: images (B, H, W, C) -> (prior draws (B, d_z), the encoder's input),
+    drawn from `model.seed_generator`. `optimizer` must be built on
     `model.encoder.trainable_variables`. The step itself is a jitted pure function: like
-    `wae_train_step`, it draws the prior samples and the input noise
-    (`pretraining.draw_pretraining_inputs`) inside a `keras.StatelessScope` that binds
+    `wae_train_step`, it calls `draw_inputs` inside a `keras.StatelessScope` that binds
     the model's SeedGenerator state, and returns the advanced state. The returned
     wrapper reads the encoder's, the optimizer's and the seed generator's variables,
     runs the step and writes the new values back.
     """
-    from wae_tf import pretraining
-
     encoder = model.encoder
     seed_state = model.seed_generator.state
 
     @jax.jit
     def step(trainable, non_trainable, optimizer_variables, seed, images):
         with keras.StatelessScope(state_mapping=[(seed_state, seed)]) as scope:
-            pz, inputs = pretraining.draw_pretraining_inputs(model, images, images.shape[0])
+            pz, inputs = draw_inputs(images)
         seed = scope.get_current_value(seed_state)
 
         def loss_and_updates(trainable):

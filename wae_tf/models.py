@@ -7,9 +7,15 @@
   AE step:  c(x, G(z~)) - lambda log D(z~)  AE step: c(x, G(z~)) + lambda MMD(z~, z)
   D step:   lambda [BCE(D(z), 1) + BCE(D(z~), 0)], z~ from the updated encoder [code]
 
-The math lives in backend-agnostic methods (`_autoencoder_terms`, `_adversary_terms`,
-`_vae_terms`) built from `wae_tf.losses`; `train_step` differentiates them with the
-active backend (TensorFlow here; `wae_tf.jax_steps` on JAX).
+The objective is public, backend-agnostic and built from `wae_tf.losses`: the named
+terms `autoencoder_terms`, `adversary_terms` (WAE), `vae_terms` (VAE) and
+`evaluation_terms`, and the randomness `sample_prior`, `input_noise` and (VAE)
+`reparameterize`. `train_step` differentiates them with TensorFlow; on JAX
+`wae_tf.jax_steps` runs the same algorithms from the same public methods. Those step
+modules never import this one: they take the model as an argument.
+
+Every term dict holds float32 scalars, batch means (the MMD is a U-statistic over the
+global batch), in nats or in units of the cost c; "loss" is the one differentiated.
 """
 
 from __future__ import annotations
@@ -17,15 +23,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from wae_tf import losses, networks, optimizers, replicas
+from wae_tf import losses, networks, optimizers, pretraining, replicas
 from wae_tf.configs import Config
-
-
-def _images(data):
-    """Accept x, (x,), (x, y) or (x, y, w) from fit; the WAE is unsupervised."""
-    if isinstance(data, (tuple, list)):
-        return data[0]
-    return data
 
 
 class _AutoEncoderBase(keras.Model):
@@ -51,6 +50,7 @@ class _AutoEncoderBase(keras.Model):
 
     # --- Public API ----------------------------------------------------------------------
     def call(self, images, training=False):
+        """`reconstruct`: what `model(images)` and `predict` return."""
         return self.reconstruct(images, training=training)
 
     def decode(self, z, training=False):
@@ -58,6 +58,7 @@ class _AutoEncoderBase(keras.Model):
         return self.decoder(z, training=training)
 
     def reconstruct(self, images, training=False):
+        """G(Q(x)): images -> images, both in the config's pixel range."""
         return self.decode(self.encode(images, training=training), training=training)
 
     def sample_prior(self, n: int, seed=None):
@@ -96,8 +97,12 @@ class _AutoEncoderBase(keras.Model):
             self.optimizer, self.trainable_variables
         )
 
-    def _step_optimizer(self, name: str) -> keras.optimizers.Optimizer:
-        """The optimizer that applies sub-step `name` (AUTOENCODER or ADVERSARY)."""
+    def step_optimizer(self, name: str) -> keras.optimizers.Optimizer:
+        """The optimizer that applies sub-step `name` (optimizers.AUTOENCODER or ADVERSARY).
+
+        The sub-optimizer of `self.optimizer`, or under mixed_float16 for the WAE-GAN the
+        LossScaleOptimizer around it (its scale is not in `self.optimizer.variables`).
+        """
         scaled = getattr(self, "_loss_scaled", {})
         return scaled.get(name) or optimizers.sub_optimizer(self.optimizer, name)
 
@@ -106,8 +111,16 @@ class _AutoEncoderBase(keras.Model):
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
 
-    def _input_noise(self, images):
-        """Truncated-normal noise (std 0.01, cut at 2 std) on the encoder's input [code]."""
+    def input_noise(self, images):
+        """`images` plus the encoder's training input noise [code, models.py add_noise].
+
+        Truncated normal, std `config.input_noise_stddev` in pixel units (0.01 in every
+        preset: 1% of MNIST's [0, 1] range, 0.5% of CelebA's [-1, 1]), cut at 2 std; one
+        draw per pixel from the model's SeedGenerator. Returns `images`' shape and dtype,
+        each pixel moved by at most 2 std (so up to 0.02 outside the pixel range), or
+        `images` itself when the std is 0. Used by the train steps and by encoder
+        pretraining, never at inference.
+        """
         if self.config.input_noise_stddev <= 0:
             return images
         noise = replicas.local_rows(
@@ -139,7 +152,8 @@ class _AutoEncoderBase(keras.Model):
         return terms
 
     @property
-    def autoencoder_variables(self):
+    def autoencoder_variables(self) -> list:
+        """The encoder's and decoder's trainable variables: what the AE step moves."""
         return self.encoder.trainable_variables + self.decoder.trainable_variables
 
     def test_step(self, *args):
@@ -148,8 +162,8 @@ class _AutoEncoderBase(keras.Model):
 
             return jax_steps.test_step(self, *args)  # JAX calls test_step(state, data)
         (data,) = args
-        images = _images(data)
-        return self._update_trackers(self._evaluation_terms(images))
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # unsupervised: x only
+        return self._update_trackers(self.evaluation_terms(images))
 
     def pretrain_encoder(self, images, steps=None, batch_size=None, verbose: bool = True):
         """Match mean and covariance of Q_Z to P_Z before training [code, e_pretrain].
@@ -158,8 +172,6 @@ class _AutoEncoderBase(keras.Model):
         `pretrain_batch_size` images and as many prior draws; stops once the loss is
         below `pretrain_threshold`. Returns the list of losses.
         """
-        from wae_tf import pretraining
-
         return pretraining.pretrain_encoder(self, images, steps, batch_size, verbose)
 
 
@@ -196,6 +208,11 @@ class WAE(_AutoEncoderBase):
 
     # --- The objective, backend-agnostic -------------------------------------------------
     def adversary_logits(self, z, training=False):
+        """WAE-GAN: the adversary's logits (B, 1) that z came from P_Z rather than Q_Z.
+
+        With `config.log_prior_trick` (CelebA) the log-density of P_Z at z (nats) is
+        added, so the network itself only learns log q/p [paper, App. C.2].
+        """
         logits = self.adversary(z, training=training)
         if self.config.log_prior_trick:
             # AVB's trick [paper, App. C.2]: the adversary only learns log q/p.
@@ -204,25 +221,44 @@ class WAE(_AutoEncoderBase):
             )
         return logits
 
-    def _penalty(self, qz, pz):
-        """D_Z(Q_Z, P_Z) on the *global* batch (codes gathered across replicas)."""
+    def latent_penalty(self, qz, pz):
+        """D_Z(Q_Z, P_Z) on the *global* batch (codes gathered across replicas), a scalar.
+
+        qz: codes (B, d_z); pz: prior draws (B, d_z). wae_mmd: the unbiased MMD^2
+        estimate; wae_gan: the encoder's non-saturating -log D(z~), in nats.
+        """
         qz, pz = replicas.all_gather(qz), replicas.all_gather(pz)
         if self.config.penalty == "mmd":
             return losses.mmd_penalty(qz, pz, self.config.mmd_kernel, self.config.pz_scale)
         return losses.gan_penalty(self.adversary_logits(qz))
 
-    def _autoencoder_terms(self, images, reconstructions, qz, pz):
+    def autoencoder_terms(self, images, reconstructions, qz, pz) -> dict:
+        """The objective of the encoder and decoder [paper, Algorithms 1-2, AE step].
+
+        images, reconstructions: (B, H, W, C) in the config's pixel range ([0, 1] MNIST,
+        [-1, 1] CelebA); qz: codes Q(x) (B, d_z); pz: prior draws (B, d_z). Returns
+        {"loss": reconstruction + lambda * penalty, "reconstruction": the cost c(x, G(z~)) =
+        reconstruction_scale * ||x - G(z~)||^2 (0.05 by default) as a batch mean,
+        "penalty": D_Z(Q_Z, P_Z)}: the unbiased MMD^2 (wae_mmd) or the non-saturating
+        -log D(z~) in nats (wae_gan), both on the batch gathered across replicas.
+        """
         reconstruction = losses.reconstruction_cost(
             images, reconstructions, self.config.reconstruction_scale
         )
-        penalty = self._penalty(qz, pz)
+        penalty = self.latent_penalty(qz, pz)
         return {
             "loss": reconstruction + self.config.penalty_weight * penalty,
             "reconstruction": reconstruction,
             "penalty": penalty,
         }
 
-    def _adversary_terms(self, qz, pz):
+    def adversary_terms(self, qz, pz) -> dict:
+        """WAE-GAN: the adversary's objective [paper, Algorithm 1, D step].
+
+        qz: codes (B, d_z), treated as constants; pz: prior draws (B, d_z). Returns
+        {"loss": lambda * (BCE(D(z), 1) + BCE(D(z~), 0))} in nats, a batch mean over the
+        batch gathered across replicas.
+        """
         qz, pz = replicas.all_gather(qz), replicas.all_gather(pz)
         loss = losses.adversary_loss(
             self.adversary_logits(pz, training=True),
@@ -231,14 +267,20 @@ class WAE(_AutoEncoderBase):
         )
         return {"loss": loss}
 
-    def _evaluation_terms(self, images):
+    def evaluation_terms(self, images) -> dict:
+        """The training terms on `images` (B, H, W, C) in the config's pixel range,
+        inference mode: no input noise, BN moving statistics.
+
+        Returns `autoencoder_terms` plus, for the WAE-GAN, "adversary_loss" (the
+        `adversary_terms` loss); the names of `self.metrics`.
+        """
         qz = self.encode(images)
         # A fixed integer seed, not the training stream: how often validation runs must not
         # change the prior draws and input noise that training sees (train --validate_every).
         pz = self.sample_prior(ops.shape(images)[0], seed=self.config.seed)
-        terms = self._autoencoder_terms(images, self.decode(qz), qz, pz)
+        terms = self.autoencoder_terms(images, self.decode(qz), qz, pz)
         if self.adversary is not None:
-            terms["adversary_loss"] = self._adversary_terms(qz, pz)["loss"]
+            terms["adversary_loss"] = self.adversary_terms(qz, pz)["loss"]
         return terms
 
     # --- Algorithms 1 and 2 --------------------------------------------------------------
@@ -248,26 +290,26 @@ class WAE(_AutoEncoderBase):
 
             return jax_steps.wae_train_step(self, *args)
         (data,) = args
-        images = _images(data)
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # unsupervised: x only
         pz = self.sample_prior(ops.shape(images)[0])  # fresh prior draws, same batch size
-        noisy = self._input_noise(images)
+        noisy = self.input_noise(images)
 
         def autoencoder_objective():
             qz = self.encode(noisy, training=True)
-            return self._autoencoder_terms(images, self.decode(qz, training=True), qz, pz)
+            return self.autoencoder_terms(images, self.decode(qz, training=True), qz, pz)
 
         terms = self._tensorflow_step(
             autoencoder_objective,
             self.autoencoder_variables,
-            self._step_optimizer(optimizers.AUTOENCODER),
+            self.step_optimizer(optimizers.AUTOENCODER),
         )
         if self.adversary is not None:
             # [code] the adversary step follows, on the same batch and prior draws, with
             # codes recomputed by the updated encoder.
             adversary_terms = self._tensorflow_step(
-                lambda: self._adversary_terms(self.encode(noisy, training=True), pz),
+                lambda: self.adversary_terms(self.encode(noisy, training=True), pz),
                 self.adversary.trainable_variables,
-                self._step_optimizer(optimizers.ADVERSARY),
+                self.step_optimizer(optimizers.ADVERSARY),
             )
             terms["adversary_loss"] = adversary_terms["loss"]
             self.optimizer.iterations.assign_add(1)  # one training step, two sub-steps
@@ -294,6 +336,7 @@ class VAE(_AutoEncoderBase):
         return self.trackers
 
     def posterior(self, images, training=False):
+        """Q(Z|x) for images in the config's pixel range: (mean, log-variance), each (B, d_z)."""
         stats = self.encoder(images, training=training)
         mean, log_variance = ops.split(stats, 2, axis=-1)
         return mean, log_variance
@@ -302,7 +345,15 @@ class VAE(_AutoEncoderBase):
         """The posterior mean (B, d_z)."""
         return self.posterior(images, training=training)[0]
 
-    def _vae_terms(self, images, mean, log_variance, reconstructions):
+    def vae_terms(self, images, mean, log_variance, reconstructions) -> dict:
+        """The negative ELBO and its parts [paper, Sec. 4], batch means in nats.
+
+        images, reconstructions: (B, H, W, C) in the config's pixel range (the decoder's
+        Bernoulli means in [0, 1] on MNIST, Gaussian means in [-1, 1] on CelebA); mean,
+        log_variance: the posterior (B, d_z). Returns {"loss": nll + kl, "nll": -log
+        p(x|z) summed over pixels, "kl": KL(Q(Z|x) || P_Z) analytic, "reconstruction": the
+        WAE's cost c(x, G(z)) (not trained on; for comparing the three models)}.
+        """
         if self.config.vae_likelihood == "bernoulli":
             nll = losses.bernoulli_nll(images, reconstructions)
         else:
@@ -317,16 +368,20 @@ class VAE(_AutoEncoderBase):
             ),
         }
 
-    def _reparameterize(self, mean, log_variance):
+    def reparameterize(self, mean, log_variance):
+        """A draw z = mean + exp(log_variance / 2) * eps, eps ~ N(0, I) from the model's
+        SeedGenerator: (B, d_z), differentiable in mean and log_variance."""
         eps = replicas.local_rows(
             lambda m: keras.random.normal((m, mean.shape[-1]), seed=self.seed_generator),
             ops.shape(mean)[0],
         )
         return mean + ops.exp(0.5 * log_variance) * eps
 
-    def _evaluation_terms(self, images):
+    def evaluation_terms(self, images) -> dict:
+        """`vae_terms` on `images` in inference mode, decoding the posterior mean (no
+        sampling: evaluation is deterministic); the names of `self.metrics`."""
         mean, log_variance = self.posterior(images)
-        return self._vae_terms(images, mean, log_variance, self.decode(mean))
+        return self.vae_terms(images, mean, log_variance, self.decode(mean))
 
     def train_step(self, *args):
         if keras.backend.backend() == "jax":  # pragma: no cover - exercised on JAX
@@ -334,12 +389,12 @@ class VAE(_AutoEncoderBase):
 
             return jax_steps.vae_train_step(self, *args)
         (data,) = args
-        images = _images(data)
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # unsupervised: x only
 
         def negative_elbo():
             mean, log_variance = self.posterior(images, training=True)
-            z = self._reparameterize(mean, log_variance)
-            return self._vae_terms(images, mean, log_variance, self.decode(z, training=True))
+            z = self.reparameterize(mean, log_variance)
+            return self.vae_terms(images, mean, log_variance, self.decode(z, training=True))
 
         terms = self._tensorflow_step(negative_elbo, self.autoencoder_variables, self.optimizer)
         return self._update_trackers(terms)

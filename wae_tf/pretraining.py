@@ -15,6 +15,9 @@ Randomness: each step draws the prior samples and then the input noise from the 
 SeedGenerator, in the order of the train step (`models.WAE.train_step`); on JAX the
 generator's state is threaded through the jitted step (`jax_steps.pretrain_step_fn`).
 The batch indices come from a NumPy generator seeded by config.seed.
+
+`model` is any built WAE (duck-typed: `config`, `encoder`, `sample_prior`,
+`input_noise`); this module does not import `wae_tf.models`, which imports it.
 """
 
 from __future__ import annotations
@@ -52,14 +55,14 @@ def make_pretrain_optimizer(config: Config) -> keras.optimizers.Adam:
 def draw_pretraining_inputs(model, images, batch_size: int):
     """Prior draws (batch_size, d_z) and the encoder's input for one pretraining step.
 
-    The input is `images` plus the model's training input noise (`_input_noise`, the
-    same code as the train step) when `config.pretrain_input_noise`, else `images`.
+    The input is `images` plus the model's training input noise (`model.input_noise`,
+    the same code as the train step) when `config.pretrain_input_noise`, else `images`.
     Both draws advance the model's SeedGenerator; call it where that is allowed (eagerly,
     inside a tf.function, or inside a keras.StatelessScope on JAX).
     """
     pz = model.sample_prior(batch_size)
     if model.config.pretrain_input_noise:
-        images = model._input_noise(images)
+        images = model.input_noise(images)
     return pz, images
 
 
@@ -98,7 +101,9 @@ def pretrain_encoder(model, images, steps=None, batch_size=None, verbose: bool =
     if keras.backend.backend() == "jax":  # pragma: no cover - exercised on JAX
         from wae_tf import jax_steps
 
-        step = jax_steps.pretrain_step_fn(model, optimizer)
+        step = jax_steps.pretrain_step_fn(
+            model, optimizer, lambda x: draw_pretraining_inputs(model, x, x.shape[0])
+        )
     else:
         step = _tensorflow_step_fn(model, optimizer)
     # Batches drawn with replacement across steps, as the code does; seeded by config.seed.
