@@ -12,5 +12,10 @@ hundred images for a smoke test; every output states its scale ("REDUCED SCALE: 
 "paper scale"), so a reduced result cannot be mistaken for a paper-scale one.
 Every model also leaves a small bundle (`reproduce.bundles`): `--models=wae_gan` computes one
 model's, `--assemble=DIR1,DIR2,DIR3` draws the figure / table from three, made anywhere.
-Shared code: `reproduce.common`.
+
+The scripts are thin. The shared code, each module importing only modules listed before it:
+`options` (flags -> Options), `scale` (paper or REDUCED SCALE), `inference` (batched model
+calls), `runs` (training the models), `panels` (a model's column of the figure), `render`
+(PNG), `sample_metrics` (MNIST Fréchet score, FID, sharpness), `outputs` (JSON, markdown,
+files, provenance), `bundles` (one model's results on disk), `figure` (the pipeline).
 """

@@ -4,7 +4,7 @@ A paper-scale run need not happen in one sitting on one machine. `--models=wae_g
 (or reuses) and evaluates only WAE-GAN and writes its bundle; `--assemble=DIR1,DIR2,DIR3`
 draws the figure / table from three bundles, anywhere, without data, weights or training.
 A one-shot run goes the same way: it writes the three bundles, reads them back from disk and
-assembles them (`reproduce.common.compute_bundles`, then `load_bundles`).
+assembles them (`reproduce.figure.compute_bundles`, then `load_bundles`).
 
 Layout of `<out_dir>/bundles/<kind>_<model>/` (kind "figure2": MNIST; kind "figure3_table1":
 CelebA, one bundle serving both Figure 3 and Table 1):
@@ -21,7 +21,7 @@ CelebA, one bundle serving both Figure 3 and Table 1):
                      and GPUs, command line, start time, wall time, training time
 
 No weights. Size: the panels are the only arrays and their shapes do not depend on the scale
-(`panel_shapes`); `size_bound` bounds a bundle from them and the number of epochs: a
+(`reproduce.panels.panel_shapes`); `size_bound` bounds a bundle from them and the number of epochs: a
 paper-scale MNIST bundle (100 epochs) is at most ~0.3 MB, a CelebA one ~2.1 MB, far below
 MAX_BUNDLE_BYTES (16 MiB).
 
@@ -39,7 +39,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,12 +46,18 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from reproduce import common
-from wae_tf import provenance as provenance_lib
+from reproduce.options import MODEL_LABELS, MODELS, Options, ReproError
+from reproduce.outputs import json_bytes, process_provenance
+from reproduce.panels import PANEL_ROWS, PANEL_SEED_OFFSET, SAMPLE_SEED_OFFSET, panel_shapes
+from reproduce.runs import TrainedRun, read_history, split_rule_text
+from reproduce.scale import Scale, describe_scale
+from wae_tf import fileio
 
 BUNDLE_FORMAT = 1
 KINDS = {"mnist": "figure2", "celeba": "figure3_table1"}  # dataset -> bundle kind
+# A bundle's own files (not a run folder's: that is `wae_tf.rundir.RunPaths`).
 FILES = ("panels.npz", "metrics.json", "history.csv", "config.json", "provenance.json")
+PANELS, METRICS, HISTORY, CONFIG, PROVENANCE = FILES
 MAX_BUNDLE_BYTES = 16 * 2**20
 # Bounds for `size_bound`: a history.csv row has ~15 numbers of <= 25 characters; the JSON
 # files are a few KiB (the training config and the LeNet / Inception descriptions).
@@ -64,7 +69,6 @@ NPZ_OVERHEAD_BYTES = 4096
 # The fields of a run's data record (config.json "data", `wae_tf.train`) that say which
 # images it trained and validated on; the record's data_dir is a path, which may differ.
 RUN_DATA_IDENTITY = ("source", "split_rule", "train_split", "eval_split", "train_size", "eval_size")
-IMAGE_SHAPES = {"mnist": (28, 28, 1), "celeba": (64, 64, 3)}  # [paper, App. C]
 
 
 def bundle_dir(out_dir: Path, kind: str, model: str) -> Path:
@@ -74,18 +78,6 @@ def bundle_dir(out_dir: Path, kind: str, model: str) -> Path:
 # ======================================================================================
 # Size
 # ======================================================================================
-
-
-def panel_shapes(dataset: str) -> dict[str, tuple[int, int, int]]:
-    """The (H, W, C) of each panel grid (1-pixel gutters, `wae_tf.visualize.image_grid`)."""
-    h, w, c = IMAGE_SHAPES[dataset]
-    rows = {
-        "interpolations": common.INTERPOLATION_ROWS,
-        "reconstructions": 2 * common.RECONSTRUCTION_PAIRS,
-        "samples": common.SAMPLE_ROWS,
-    }
-    cols = common.PANEL_COLS
-    return {k: (r * (h + 1) - 1, cols * (w + 1) - 1, c) for k, r in rows.items()}
 
 
 def size_bound(dataset: str, epochs: int) -> int:
@@ -104,7 +96,7 @@ def bundle_bytes(path: Path) -> int:
 # ======================================================================================
 
 
-def settings_of(options: common.Options) -> dict[str, Any]:
+def settings_of(options: Options) -> dict[str, Any]:
     """The reproduce flags that shape the numbers (None = the paper's / the whole split),
     and the training cadence (which does not)."""
     return {
@@ -125,15 +117,15 @@ def settings_of(options: common.Options) -> dict[str, Any]:
 def seeds_of(seed: int) -> dict[str, int]:
     return {
         "training": seed,
-        "panels": seed + common.PANEL_SEED_OFFSET,
-        "panel_samples": seed + common.SAMPLE_SEED_OFFSET,
+        "panels": seed + PANEL_SEED_OFFSET,
+        "panel_samples": seed + SAMPLE_SEED_OFFSET,
         "metric_samples": seed + 1,
     }
 
 
 def write_bundle(
-    options: common.Options,
-    run: common.TrainedRun,
+    options: Options,
+    run: TrainedRun,
     panels: dict[str, np.ndarray],
     metrics: dict[str, Any],
     start_time: float,
@@ -154,17 +146,13 @@ def write_bundle(
         "settings": settings_of(options),
         "run": summary,
         "data": data_record,
-        "split": common.split_rule_text(options),
+        "split": split_rule_text(options),
         "seeds": seeds_of(options.seed),
-        "scale": common.describe_scale(options, {run.name: run}).to_dict(),
+        "scale": describe_scale(options, {run.name: run}).to_dict(),
         "train_config": run.record.get("config"),
     }
     provenance = {
-        "command_line": options.command_line,
-        **provenance_lib.code_version(),
-        "machine": provenance_lib.machine(),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start_time)),
-        "wall_time_s": round(time.time() - start_time, 1),
+        **process_provenance(options.command_line, start_time),
         "run": {
             **timing,
             "data_dir": data_dir,
@@ -185,12 +173,13 @@ def write_bundle(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
-        np.savez_compressed(tmp / "panels.npz", **panels)
-        (tmp / "metrics.json").write_bytes(common.json_bytes(metrics))
-        (tmp / "config.json").write_bytes(common.json_bytes(config))
-        (tmp / "provenance.json").write_bytes(common.json_bytes(provenance))
-        history = run.workdir / "history.csv"
-        (tmp / "history.csv").write_bytes(history.read_bytes() if history.is_file() else b"")
+        with fileio.atomic_path(tmp / PANELS, suffix=".npz") as npz:
+            np.savez_compressed(npz, **panels)
+        fileio.write_bytes(tmp / METRICS, json_bytes(metrics))
+        fileio.write_bytes(tmp / CONFIG, json_bytes(config))
+        fileio.write_bytes(tmp / PROVENANCE, json_bytes(provenance))
+        history = run.paths.history
+        fileio.write_bytes(tmp / HISTORY, history.read_bytes() if history.is_file() else b"")
         os.chmod(tmp, 0o755)
         _replace_dir(tmp, target)
     finally:
@@ -242,7 +231,7 @@ class Bundle:
     def settings(self) -> dict[str, Any]:
         return self.config["settings"]
 
-    # What `common.describe_scale` reads of a run:
+    # What `reproduce.scale.describe_scale` reads of a run:
     @property
     def epochs(self) -> int:
         return int(self.config["run"]["epochs"])
@@ -269,29 +258,26 @@ def read_bundle(path: Path) -> Bundle:
     """Read one bundle folder; a missing or unreadable file is a ReproError naming it."""
     path = Path(path)
     if not path.is_dir():
-        raise common.ReproError(f"bundle {path} is not a folder")
+        raise ReproError(f"bundle {path} is not a folder")
     missing = [name for name in FILES if not (path / name).is_file()]
     if missing:
-        raise common.ReproError(f"{path} is not a bundle: {', '.join(missing)} missing")
+        raise ReproError(f"{path} is not a bundle: {', '.join(missing)} missing")
     try:
         config, metrics, provenance = (
-            json.loads((path / name).read_text())
-            for name in ("config.json", "metrics.json", "provenance.json")
+            fileio.read_json(path / name) for name in (CONFIG, METRICS, PROVENANCE)
         )
-        with np.load(path / "panels.npz") as npz:
+        with np.load(path / PANELS) as npz:
             panels = {key: npz[key] for key in npz.files}
     except (OSError, ValueError) as e:
-        raise common.ReproError(f"bundle {path} is unreadable ({e})") from e
+        raise ReproError(f"bundle {path} is unreadable ({e})") from e
     if config.get("bundle_format") != BUNDLE_FORMAT:
-        raise common.ReproError(
+        raise ReproError(
             f"bundle {path} has format {config.get('bundle_format')!r}; this code reads "
             f"format {BUNDLE_FORMAT}: remake it with this version"
         )
-    if set(panels) != set(common.PANEL_ROWS):
-        raise common.ReproError(f"bundle {path}: panels.npz holds {sorted(panels)}")
-    return Bundle(
-        path, config, metrics, provenance, panels, common.read_history(path / "history.csv")
-    )
+    if set(panels) != set(PANEL_ROWS):
+        raise ReproError(f"bundle {path}: {PANELS} holds {sorted(panels)}")
+    return Bundle(path, config, metrics, provenance, panels, read_history(path / HISTORY))
 
 
 # ======================================================================================
@@ -354,7 +340,7 @@ def differences(found: dict[str, Bundle]) -> list[str]:
         values = {name: fields.get(key) for name, fields in ids.items()}
         compared = {v for v in values.values() if not (key == "code.git_commit" and v is None)}
         if len({json.dumps(v, sort_keys=True) for v in compared}) > 1:
-            shown = " / ".join(f"{common.MODEL_LABELS[n]} {_shown(v)}" for n, v in values.items())
+            shown = " / ".join(f"{MODEL_LABELS[n]} {_shown(v)}" for n, v in values.items())
             lines.append(f"{key}: {shown}")
     return lines
 
@@ -376,17 +362,15 @@ class BundleSet:
         """The labels "PARTIAL: missing ..." and "MIXED BUNDLES ..." that apply (or none)."""
         out = []
         if self.missing:
-            out.append(
-                "PARTIAL: missing " + ", ".join(common.MODEL_LABELS[m] for m in self.missing)
-            )
+            out.append("PARTIAL: missing " + ", ".join(MODEL_LABELS[m] for m in self.missing))
         if self.differences:
             out.append("MIXED BUNDLES, they differ in " + "; ".join(self.differences))
         return out
 
-    def options(self, out_dir: Path) -> common.Options:
+    def options(self, out_dir: Path) -> Options:
         """Options as the (first) bundle was made with, for the scale line and captions."""
         s = self.first.settings
-        return common.Options(
+        return Options(
             dataset=self.first.config["dataset"],
             workdir=Path(self.first.provenance["run"]["workdir"]).parent.parent,
             data_dir=None,
@@ -401,15 +385,15 @@ class BundleSet:
             fid_features=s.get("fid_features") or "ttur",
         )
 
-    def scale(self, out_dir: Path) -> common.Scale:
+    def scale(self, out_dir: Path) -> Scale:
         """The scale line; with mixed bundles, it starts with "MIXED BUNDLES" and names the
         differing fields (each bundle's own scale is in its config.json)."""
-        scale = common.describe_scale(self.options(out_dir), self.bundles)
+        scale = describe_scale(self.options(out_dir), self.bundles)
         if not self.differences:
             return scale
         fields = ", ".join(dict.fromkeys(d.split(":")[0] for d in self.differences))
         reduced = scale.reduced or any(b.config["scale"]["reduced"] for b in self.bundles.values())
-        return common.Scale(reduced, f"MIXED BUNDLES (differ in {fields}) | {scale.text}")
+        return Scale(reduced, f"MIXED BUNDLES (differ in {fields}) | {scale.text}")
 
     def commit(self) -> str:
         commits = {b.provenance.get("git", {}).get("commit") for b in self.bundles.values()}
@@ -426,30 +410,30 @@ def check_bundles(
     """Check bundles for one figure / table of `kind` (see the module docstring)."""
     wrong = [f"{b.path} is a {b.kind!r} bundle" for b in found if b.kind != kind]
     if wrong:
-        raise common.ReproError(f"expected {kind!r} bundles: {'; '.join(wrong)}")
+        raise ReproError(f"expected {kind!r} bundles: {'; '.join(wrong)}")
     by_model: dict[str, list[Bundle]] = {}
     for b in found:
         by_model.setdefault(b.model, []).append(b)
     twice = [
-        f"{common.MODEL_LABELS[m]}: {', '.join(str(b.path) for b in bs)}"
+        f"{MODEL_LABELS[m]}: {', '.join(str(b.path) for b in bs)}"
         for m, bs in by_model.items()
         if len(bs) > 1
     ]
     if twice:
-        raise common.ReproError(f"more than one bundle per model ({'; '.join(twice)})")
-    bundles = {m: by_model[m][0] for m in common.MODELS if m in by_model}
-    missing = tuple(m for m in common.MODELS if m not in by_model)
+        raise ReproError(f"more than one bundle per model ({'; '.join(twice)})")
+    bundles = {m: by_model[m][0] for m in MODELS if m in by_model}
+    missing = tuple(m for m in MODELS if m not in by_model)
     if not bundles:
-        raise common.ReproError("no bundles to assemble")
+        raise ReproError("no bundles to assemble")
     if missing and not allow_partial:
-        raise common.ReproError(
-            f"no bundle for {', '.join(common.MODEL_LABELS[m] for m in missing)}: a figure / "
+        raise ReproError(
+            f"no bundle for {', '.join(MODEL_LABELS[m] for m in missing)}: a figure / "
             "table needs all three models (--allow_partial_bundles assembles it labelled "
             "PARTIAL)"
         )
     diff = differences(bundles)
     if diff and not allow_mixed:
-        raise common.ReproError(
+        raise ReproError(
             "the bundles disagree (--allow_mixed_bundles assembles them labelled MIXED "
             f"BUNDLES): {'; '.join(diff)}"
         )
@@ -474,4 +458,4 @@ def blank_panels(bundle_set: BundleSet) -> dict[str, dict[str, np.ndarray]]:
     panels = {m: b.panels for m, b in bundle_set.bundles.items()}
     for m in bundle_set.missing:
         panels[m] = {k: np.full_like(v, 255) for k, v in present.items()}
-    return {m: panels[m] for m in common.MODELS}
+    return {m: panels[m] for m in MODELS}

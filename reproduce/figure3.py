@@ -27,68 +27,40 @@ then draws, from the bundles read back from disk, to --out_dir:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from absl import app, flags
 
-from reproduce import bundles, common
+from reproduce import bundles, figure
+from reproduce.bundles import BundleSet
+from reproduce.options import MODEL_LABELS, MODELS, Options, define_flags, parse_args
+from reproduce.outputs import fmt, label_lines, markdown_table, provenance_lines
+from reproduce.sample_metrics import CELEBA_SHARED, SHARPNESS_DEFINITIONS, sharpness_note
 
 DATASET = "celeba"
 NAME = "figure3"
 KIND = bundles.KINDS[DATASET]
-# In every CelebA bundle's metrics, the same for all models: shown once in the outputs.
-SHARED = (
-    "fid_info",
-    "real_images",
-    "true_data",
-    "test_images_sharpness",
-    "test_images_sharpness_code",
-)
-
-
-def sharpness_note(num_samples: int) -> str:
-    """The markdown note that defines both sharpness columns."""
-    return (
-        "- Sharpness, two statistics of the per-image variance of the 3x3 Laplacian of the "
-        "grayscale image (VALID) [code, compute_blurriness]: **ours** = mean over "
-        f"{num_samples:,} samples, pixels mapped to [0, 1] (`wae_tf.metrics.mean_sharpness`); "
-        "**code's** = minimum over a batch of 30 (the first 30 samples; real: the first 30 "
-        "real images), pixels in [-1, 1] as the official code measures CelebA "
-        "(`wae_tf.metrics.code_sharpness`; wae.py:351-364, 533-536, 682-692 at 6351565), "
-        "i.e. 4x ours for the same image. The paper's Table 1 (true data 2e-2, VAE 3e-3, "
-        "WAEs 6e-3) does not say which statistic it reports."
-    )
-
-
-def bundle_computation(options: common.Options) -> list[Path]:
-    """Compute and write the CelebA bundles of --models (`reproduce.common.compute_bundles`
-    with `reproduce.common.celeba_evaluator`). Shared with `reproduce.table1`."""
-    common.check_out_dir(options.out_dir)
-    extractor, fid_info = common.make_fid_extractor(options)  # before training: warns early
-    return common.compute_bundles(options, common.celeba_evaluator(options, extractor, fid_info))
 
 
 def markdown(payload: dict[str, Any]) -> str:
     rows = []
-    for name in common.MODELS:
+    for name in MODELS:
         m = payload["models"].get(name)
         if m is None:
-            rows.append([common.MODEL_LABELS[name], *["missing"] * 8])
+            rows.append([MODEL_LABELS[name], *["missing"] * 8])
             continue
         rows.append(
             [
-                common.MODEL_LABELS[name],
-                common.fmt(m["test_reconstruction_cost"]),
-                common.fmt(m["fid"]),
-                common.fmt(m["sharpness"], ".2e"),
-                common.fmt(m["sharpness_code"], ".2e"),
+                MODEL_LABELS[name],
+                fmt(m["test_reconstruction_cost"]),
+                fmt(m["fid"]),
+                fmt(m["sharpness"], ".2e"),
+                fmt(m["sharpness_code"], ".2e"),
                 f"{m['epochs']} / {m['paper_epochs']}",
                 f"{m['train_size']:,}",
                 f"{m['test_size']:,}",
-                common.fmt(m["seconds_per_epoch"], ".3g"),
+                fmt(m["seconds_per_epoch"], ".3g"),
             ]
         )
     fid = payload["fid"]
@@ -105,10 +77,10 @@ def markdown(payload: dict[str, Any]) -> str:
             "",
             f"**{payload['scale']['description']}**",
             "",
-            *common.label_lines(payload["labels"]),
+            *label_lines(payload["labels"]),
             "![Figure 3](figure3.png)",
             "",
-            common.markdown_table(
+            markdown_table(
                 [
                     "model",
                     "test reconstruction cost c",
@@ -124,36 +96,33 @@ def markdown(payload: dict[str, Any]) -> str:
             ),
             "",
             f"- Data: {payload['split']}. Real test images' sharpness: ours "
-            f"{common.fmt(payload['test_images_sharpness'], '.2e')}, code's "
-            f"{common.fmt(payload['test_images_sharpness_code'], '.2e')}.",
+            f"{fmt(payload['test_images_sharpness'], '.2e')}, code's "
+            f"{fmt(payload['test_images_sharpness_code'], '.2e')}.",
             "- c(x, y) = 0.05 ||x - y||^2 summed over pixels (images in [-1, 1]), averaged over "
             "the test images [code, l2sq]; the VAE reconstructs from its posterior mean.",
             sharpness_note(payload["num_samples"]),
             fid_note,
             "- Training curves: [figure3_training_curves.png](figure3_training_curves.png).",
             "",
-            *common.provenance_lines(payload),
+            *provenance_lines(payload),
         ]
     )
 
 
-def assemble(
-    options: common.Options, bundle_set: bundles.BundleSet, start: float
-) -> dict[str, Any]:
+def assemble(options: Options, bundle_set: BundleSet, start: float) -> dict[str, Any]:
     """Figure 3, its table and the training curves from checked bundles; writes them."""
     first = bundle_set.first
-    scale = bundle_set.scale(options.out_dir)
     seeds = first.config["seeds"]
     payload = {
         "figure": NAME,
         "dataset": DATASET,
-        "scale": scale.to_dict(),
+        "scale": bundle_set.scale(options.out_dir).to_dict(),
         "labels": bundle_set.labels(),
         "missing_models": list(bundle_set.missing),
         "bundle_differences": bundle_set.differences,
-        "models": {m: b.numbers(exclude=SHARED) for m, b in bundle_set.bundles.items()},
+        "models": {m: b.numbers(exclude=CELEBA_SHARED) for m, b in bundle_set.bundles.items()},
         "num_samples": first.settings["num_samples"],
-        "sharpness_definitions": common.SHARPNESS_DEFINITIONS,
+        "sharpness_definitions": SHARPNESS_DEFINITIONS,
         "test_images_sharpness": first.metrics["test_images_sharpness"],
         "test_images_sharpness_code": first.metrics["test_images_sharpness_code"],
         "fid": first.metrics["fid_info"],
@@ -165,54 +134,35 @@ def assemble(
             "panel_samples": seeds["panel_samples"],
             "metric_samples": seeds["metric_samples"],
         },
-        "provenance": common.assembly_provenance(options, bundle_set, start),
+        "provenance": figure.assembly_provenance(options, bundle_set, start),
     }
-    title = common.assembled_title("Figure 3 (CelebA 64x64): VAE | WAE-MMD | WAE-GAN", bundle_set)
-    figure_png, _ = common.render_figure(
-        bundles.blank_panels(bundle_set),
-        title,
-        scale,
-        common.figure_caption(bundle_set, 3),
+    return figure.write_figure(
+        options,
+        bundle_set,
+        payload,
+        title="Figure 3 (CelebA 64x64): VAE | WAE-MMD | WAE-GAN",
+        figure_number=3,
         magnification=1,
-        column_labels=common.column_labels(bundle_set),
+        markdown=markdown,
     )
-    curves_png = common.render_training_curves(
-        {m: b.history for m, b in bundle_set.bundles.items()},
-        f"{title}: training curves",
-        scale,
-    )
-    names = [f"{NAME}.png", f"{NAME}_training_curves.png", f"{NAME}.md", f"{NAME}.json"]
-    payload["files"] = [str(options.out_dir / name) for name in names]
-    contents = [figure_png, curves_png, markdown(payload), common.json_bytes(payload)]
-    common.write_outputs(options.out_dir, dict(zip(names, contents, strict=True)))
-    return payload
 
 
-def make_figure3(options: common.Options) -> dict[str, Any]:
+def make_figure3(options: Options) -> dict[str, Any]:
     """Compute the bundles of --models (or take --assemble's), then, with all three models,
     assemble and write the outputs. Returns the JSON payload (or, for fewer than three
     models, the bundles written)."""
-    start = time.time()
-    bundle_set, written = common.bundles_to_assemble(options, KIND, bundle_computation)
-    if bundle_set is None:
-        return common.bundles_only_payload(written)
-    return assemble(options, bundle_set, start)
+    return figure.make(options, KIND, figure.celeba_bundles, assemble)
 
 
 def run_with_args(argv: Sequence[str]) -> dict[str, Any]:
     """`python -m reproduce.figure3 ARGS` in-process (own FlagValues): for tests."""
-    return make_figure3(common.parse_args(argv, DATASET, fid=True))
+    return make_figure3(parse_args(argv, DATASET, fid=True))
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    payload = common.exit_on_error(
-        NAME, lambda: make_figure3(common.options_from_flags(flags.FLAGS, DATASET))
-    )
-    print(common.done_message(NAME, payload))
+    figure.main(argv, name=NAME, dataset=DATASET, make=make_figure3)
 
 
 if __name__ == "__main__":
-    common.define_flags(flags.FLAGS, fid=True)
+    define_flags(flags.FLAGS, fid=True)
     app.run(main)

@@ -28,38 +28,55 @@ scale and the provenance (epochs, sizes, seeds, git commit, machine, time).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from absl import app, flags
 
-from reproduce import bundles, common, figure3
+from reproduce import bundles, figure
+from reproduce.bundles import BundleSet
+from reproduce.options import MODEL_LABELS, MODELS, Options, define_flags, parse_args
+from reproduce.outputs import (
+    fmt,
+    json_bytes,
+    label_lines,
+    markdown_table,
+    provenance_lines,
+    write_outputs,
+)
+from reproduce.sample_metrics import CELEBA_SHARED, SHARPNESS_DEFINITIONS, sharpness_note
 
 DATASET = "celeba"
 NAME = "table1"
 KIND = bundles.KINDS[DATASET]
-ROWS = ("true_data", *common.MODELS)  # the paper's row order
-ROW_LABELS = {"true_data": "true data", **common.MODEL_LABELS}
+ROWS = ("true_data", *MODELS)  # the paper's row order
+ROW_LABELS = {"true_data": "true data", **MODEL_LABELS}
+# Table 1 of the paper (CelebA): FID (smaller is better) and sharpness [paper, Table 1].
+PAPER_TABLE1 = {
+    "true_data": {"fid": 2.0, "sharpness": 2e-2},
+    "vae": {"fid": 63.0, "sharpness": 3e-3},
+    "wae_mmd": {"fid": 55.0, "sharpness": 6e-3},
+    "wae_gan": {"fid": 42.0, "sharpness": 6e-3},
+}
 
 
 def markdown(payload: dict[str, Any]) -> str:
     ours_tag = "ours, REDUCED SCALE" if payload["scale"]["reduced"] else "ours"
     rows = []
     for key in ROWS:
-        ours, paper = payload["rows"].get(key), common.PAPER_TABLE1[key]
+        ours, paper = payload["rows"].get(key), PAPER_TABLE1[key]
         if ours is None:
-            rows.append([ROW_LABELS[key], "missing", common.fmt(paper["fid"], ".0f")])
-            rows[-1] += ["missing", "missing", common.fmt(paper["sharpness"], ".0e")]
+            rows.append([ROW_LABELS[key], "missing", fmt(paper["fid"], ".0f")])
+            rows[-1] += ["missing", "missing", fmt(paper["sharpness"], ".0e")]
             continue
         rows.append(
             [
                 ROW_LABELS[key],
-                common.fmt(ours["fid"], ".1f"),
-                common.fmt(paper["fid"], ".0f"),
-                common.fmt(ours["sharpness"], ".1e"),
-                common.fmt(ours["sharpness_code"], ".1e"),
-                common.fmt(paper["sharpness"], ".0e"),
+                fmt(ours["fid"], ".1f"),
+                fmt(paper["fid"], ".0f"),
+                fmt(ours["sharpness"], ".1e"),
+                fmt(ours["sharpness_code"], ".1e"),
+                fmt(paper["sharpness"], ".0e"),
             ]
         )
     fid, real = payload["fid"], payload["real_images"]
@@ -75,7 +92,7 @@ def markdown(payload: dict[str, Any]) -> str:
             fid_note = f"- FID features: {fid['features']} (NOT comparable to the paper's numbers)."
     models = payload["models"]
     epochs = ", ".join(
-        f"{common.MODEL_LABELS[n]} {models[n]['epochs']} (paper {models[n]['paper_epochs']})"
+        f"{MODEL_LABELS[n]} {models[n]['epochs']} (paper {models[n]['paper_epochs']})"
         for n in models
     )
     train_sizes = sorted({f"{m['train_size']:,}" for m in models.values()})
@@ -85,8 +102,8 @@ def markdown(payload: dict[str, Any]) -> str:
             "",
             f"**{payload['scale']['description']}**",
             "",
-            *common.label_lines(payload["labels"]),
-            common.markdown_table(
+            *label_lines(payload["labels"]),
+            markdown_table(
                 [
                     "model",
                     f"FID ({ours_tag})",
@@ -103,18 +120,16 @@ def markdown(payload: dict[str, Any]) -> str:
             f"real images: {real['source']}; models' FID reference: "
             f"{real['reference_size']:,} real images; true data: "
             f"{real['true_data_set_sizes'][0]:,} vs {real['true_data_set_sizes'][1]:,}.",
-            figure3.sharpness_note(payload["num_samples"]),
+            sharpness_note(payload["num_samples"]),
             f"- Training: epochs {epochs}; {' / '.join(train_sizes)} train images; "
             f"training seed {payload['seeds']['training']}.",
             "",
-            *common.provenance_lines(payload),
+            *provenance_lines(payload),
         ]
     )
 
 
-def assemble(
-    options: common.Options, bundle_set: bundles.BundleSet, start: float
-) -> dict[str, Any]:
+def assemble(options: Options, bundle_set: BundleSet, start: float) -> dict[str, Any]:
     """Table 1 from checked CelebA bundles; writes table1.md and table1.json."""
     first = bundle_set.first
     row_keys = ("sharpness", "sharpness_code", "num_samples", "fid", "fid_reason")
@@ -129,53 +144,44 @@ def assemble(
         "missing_models": list(bundle_set.missing),
         "bundle_differences": bundle_set.differences,
         "rows": rows,
-        "paper": common.PAPER_TABLE1,
-        "sharpness_definitions": common.SHARPNESS_DEFINITIONS,
+        "paper": PAPER_TABLE1,
+        "sharpness_definitions": SHARPNESS_DEFINITIONS,
         "fid": first.metrics["fid_info"],
         "real_images": first.metrics["real_images"],
         "num_samples": first.settings["num_samples"],
-        "models": {m: b.numbers(exclude=figure3.SHARED) for m, b in bundle_set.bundles.items()},
+        "models": {m: b.numbers(exclude=CELEBA_SHARED) for m, b in bundle_set.bundles.items()},
         "split": first.config["split"],
         "seeds": {
             "training": first.config["seeds"]["training"],
             "samples": first.config["seeds"]["metric_samples"],
         },
-        "provenance": common.assembly_provenance(options, bundle_set, start),
+        "provenance": figure.assembly_provenance(options, bundle_set, start),
     }
     names = [f"{NAME}.md", f"{NAME}.json"]
     payload["files"] = [str(options.out_dir / name) for name in names]
-    common.write_outputs(
+    write_outputs(
         options.out_dir,
-        {names[0]: markdown(payload), names[1]: common.json_bytes(payload)},
+        {names[0]: markdown(payload), names[1]: json_bytes(payload)},
     )
     return payload
 
 
-def make_table1(options: common.Options) -> dict[str, Any]:
+def make_table1(options: Options) -> dict[str, Any]:
     """Compute the CelebA bundles of --models (or take --assemble's, e.g. figure3's), then,
     with all three models, write table1.md and table1.json. Returns the JSON payload (or,
     for fewer than three models, the bundles written)."""
-    start = time.time()
-    bundle_set, written = common.bundles_to_assemble(options, KIND, figure3.bundle_computation)
-    if bundle_set is None:
-        return common.bundles_only_payload(written)
-    return assemble(options, bundle_set, start)
+    return figure.make(options, KIND, figure.celeba_bundles, assemble)
 
 
 def run_with_args(argv: Sequence[str]) -> dict[str, Any]:
     """`python -m reproduce.table1 ARGS` in-process (own FlagValues): for tests."""
-    return make_table1(common.parse_args(argv, DATASET, fid=True))
+    return make_table1(parse_args(argv, DATASET, fid=True))
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    payload = common.exit_on_error(
-        NAME, lambda: make_table1(common.options_from_flags(flags.FLAGS, DATASET))
-    )
-    print(common.done_message(NAME, payload))
+    figure.main(argv, name=NAME, dataset=DATASET, make=make_table1)
 
 
 if __name__ == "__main__":
-    common.define_flags(flags.FLAGS, fid=True)
+    define_flags(flags.FLAGS, fid=True)
     app.run(main)

@@ -17,11 +17,24 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-from reproduce import bundles, common, figure2, figure3, table1
+from reproduce import bundles, figure2, figure3, table1
+from reproduce.options import MODELS, QUICK, ReproError, exit_on_error, parse_args
+from reproduce.panels import (
+    PANEL_COLS,
+    PANEL_ROWS,
+    RECONSTRUCTION_PAIRS,
+    interpolation_panel,
+    panel_shapes,
+    reconstruction_panel,
+)
+from reproduce.render import FigureLayout, figure_layout, render_figure
+from reproduce.runs import TrainedRun, run_group, train_model
+from reproduce.scale import Scale, describe_scale
 from wae_tf import data
 
 # ======================================================================================
@@ -128,8 +141,8 @@ def _finite(value) -> bool:
 
 
 def _expected_figure_width(image_size: int, magnification: int) -> int:
-    panel = (common.PANEL_COLS * (image_size + 1) - 1) * magnification  # 1 px gutters
-    layout = common.FigureLayout(panel, (1, 1, 1), ())
+    panel = (PANEL_COLS * (image_size + 1) - 1) * magnification  # 1 px gutters
+    layout = FigureLayout(panel, (1, 1, 1), ())
     return layout.width
 
 
@@ -157,7 +170,7 @@ def test_figure2_quick_writes_figure_curves_json_and_markdown(figure2_run):
         "figure2_wae_gan",
     }
     assert [b["path"] for b in payload["provenance"]["bundles"].values()] == [
-        str(out / "bundles" / f"figure2_{m}") for m in common.MODELS
+        str(out / "bundles" / f"figure2_{m}") for m in MODELS
     ]
 
 
@@ -226,9 +239,7 @@ def test_figure2_bundles_from_separate_runs_assemble_into_the_one_shot_figure_an
     figure2_run, mnist_dir, tmp_path, monkeypatch
 ):
     payload, out = figure2_run
-    from wae_tf import train
-
-    monkeypatch.setattr(train, "_fit", _no_fit)  # the finished runs are reused, not retrained
+    monkeypatch.setattr(keras.Model, "fit", _no_fit)  # the finished runs are reused, not retrained
     workdir = Path(payload["models"]["vae"]["workdir"]).parents[1]
     quick = ["--quick", f"--data_dir={mnist_dir}", f"--workdir={workdir}"]
     first = figure2.run_with_args(
@@ -244,7 +255,7 @@ def test_figure2_bundles_from_separate_runs_assemble_into_the_one_shot_figure_an
     assembled = figure2.run_with_args(
         ["figure2", f"--assemble={','.join(dirs)}", f"--out_dir={tmp_path / 'c'}"]
     )
-    assert list(assembled["models"]) == list(common.MODELS)
+    assert list(assembled["models"]) == list(MODELS)
     names = ["figure2.png", "figure2_training_curves.png", "figure2.md", "figure2.json"]
     _assert_same_outputs(out, tmp_path / "c", names)
 
@@ -253,14 +264,14 @@ def test_a_quick_bundle_is_small_and_a_paper_scale_bundle_is_bounded_far_below_1
     figure2_run,
 ):
     _, out = figure2_run
-    for model in common.MODELS:
+    for model in MODELS:
         path = bundles.bundle_dir(out, "figure2", model)
         assert sorted(p.name for p in path.iterdir()) == sorted(bundles.FILES)  # no weights
         with np.load(path / "panels.npz") as npz:
             shapes = {k: npz[k].shape for k in npz.files}
             assert {npz[k].dtype for k in npz.files} == {np.dtype(np.uint8)}
         # The panel shapes do not depend on the scale: the bound is computed from them.
-        assert shapes == bundles.panel_shapes("mnist")
+        assert shapes == panel_shapes("mnist")
         assert bundles.bundle_bytes(path) <= bundles.size_bound("mnist", epochs=1)
         assert bundles.bundle_bytes(path) < 100 * 1024
     assert bundles.size_bound("mnist", epochs=100) < 0.5 * 2**20  # paper scale: 100 epochs
@@ -270,7 +281,7 @@ def test_a_quick_bundle_is_small_and_a_paper_scale_bundle_is_bounded_far_below_1
 
 def _copy_bundles(out: Path, tmp_path: Path, kind: str = "figure2") -> dict[str, Path]:
     copies = {}
-    for model in common.MODELS:
+    for model in MODELS:
         copies[model] = tmp_path / "bundles" / f"{kind}_{model}"
         shutil.copytree(bundles.bundle_dir(out, kind, model), copies[model])
     return copies
@@ -298,7 +309,7 @@ def test_assembly_refuses_bundles_that_disagree_and_labels_them_when_allowed(fig
     )
     # A bundle made where .git is absent records no commit: that alone is no disagreement.
     _edit_json(copies["vae"] / "provenance.json", lambda p: p["git"].update(commit=None))
-    with pytest.raises(common.ReproError, match="allow_mixed_bundles") as error:
+    with pytest.raises(ReproError, match="allow_mixed_bundles") as error:
         _assemble_figure2(copies.values(), tmp_path / "refused")
     message = str(error.value)
     assert "scale.width: VAE 8 / WAE-MMD 8 / WAE-GAN 16" in message
@@ -323,7 +334,7 @@ def test_assembly_refuses_a_partial_set_unless_allowed_and_then_says_what_is_mis
     _, out = figure2_run
     copies = _copy_bundles(out, tmp_path)
     two = [copies["vae"], copies["wae_gan"]]
-    with pytest.raises(common.ReproError, match="no bundle for WAE-MMD"):
+    with pytest.raises(ReproError, match="no bundle for WAE-MMD"):
         _assemble_figure2(two, tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
     payload = _assemble_figure2(two, tmp_path / "partial", "--allow_partial_bundles")
@@ -334,8 +345,8 @@ def test_assembly_refuses_a_partial_set_unless_allowed_and_then_says_what_is_mis
     # The missing column is left white; the others are the bundles' panels, pixel for pixel.
     image = np.asarray(Image.open(tmp_path / "partial" / "figure2.png").convert("RGB"))
     panels = {m: bundles.read_bundle(copies[m]).panels for m in ("vae", "wae_gan")}
-    layout = common.figure_layout({m: panels["vae"] for m in common.MODELS}, 2, [])
-    for col, model in enumerate(common.MODELS):
+    layout = figure_layout({m: panels["vae"] for m in MODELS}, 2, [])
+    for col, model in enumerate(MODELS):
         left, top, width, height = layout.panel_box(2, col)  # random samples
         shown = image[top : top + height, left : left + width, 0]
         if model == "wae_mmd":
@@ -352,18 +363,18 @@ def test_assembly_refuses_two_bundles_of_one_model_and_bundles_of_another_kind(
     copies = _copy_bundles(out, tmp_path)
     twice = [*copies.values(), tmp_path / "vae_again"]
     shutil.copytree(copies["vae"], twice[-1])
-    with pytest.raises(common.ReproError, match="more than one bundle per model .VAE"):
+    with pytest.raises(ReproError, match="more than one bundle per model .VAE"):
         _assemble_figure2(twice, tmp_path / "x")
     _edit_json(copies["vae"] / "config.json", lambda c: c.update(kind="figure3_table1"))
-    with pytest.raises(common.ReproError, match="expected 'figure2' bundles"):
+    with pytest.raises(ReproError, match="expected 'figure2' bundles"):
         _assemble_figure2(copies.values(), tmp_path / "x")
     (copies["wae_gan"] / "panels.npz").unlink()
-    with pytest.raises(common.ReproError, match="not a bundle: panels.npz missing"):
+    with pytest.raises(ReproError, match="not a bundle: panels.npz missing"):
         _assemble_figure2(copies.values(), tmp_path / "x")
-    with pytest.raises(common.ReproError, match="exclude each other"):
-        common.parse_args(["figure2", "--assemble=a,b,c", "--models=vae"], "mnist", fid=False)
-    with pytest.raises(common.ReproError, match="unknown vea"):
-        common.parse_args(["figure2", "--models=vea"], "mnist", fid=False)
+    with pytest.raises(ReproError, match="exclude each other"):
+        parse_args(["figure2", "--assemble=a,b,c", "--models=vae"], "mnist", fid=False)
+    with pytest.raises(ReproError, match="unknown vea"):
+        parse_args(["figure2", "--models=vea"], "mnist", fid=False)
 
 
 def test_cadence_flags_pass_straight_through_to_train(tmp_path, monkeypatch):
@@ -375,17 +386,17 @@ def test_cadence_flags_pass_straight_through_to_train(tmp_path, monkeypatch):
         # The real train() must accept exactly these arguments.
         inspect.signature(real_train).bind(config, workdir, **kwargs)
         seen.update(kwargs, epochs=config.epochs)
-        raise common.ReproError("stop")
+        raise ReproError("stop")
 
     real_train = train.train
     monkeypatch.setattr(train, "train", spy)
     argv = ["figure2", "--quick", f"--workdir={tmp_path}", "--models=vae", "--epochs=30"]
     flagged = [*argv, "--checkpoint_every=3", "--validate_every=0", "--sample_every=7"]
-    with pytest.raises(common.ReproError, match="stop"):
-        common.train_model(common.parse_args(flagged, "mnist", fid=False), "vae")
+    with pytest.raises(ReproError, match="stop"):
+        train_model(parse_args(flagged, "mnist", fid=False), "vae")
     assert (seen["checkpoint_every"], seen["validate_every"], seen["sample_every"]) == (3, 0, 7)
-    with pytest.raises(common.ReproError, match="stop"):
-        common.train_model(common.parse_args(argv, "mnist", fid=False), "vae")
+    with pytest.raises(ReproError, match="stop"):
+        train_model(parse_args(argv, "mnist", fid=False), "vae")
     # Defaults: every epoch, and sample PNGs at a tenth of the epochs.
     assert (seen["checkpoint_every"], seen["validate_every"], seen["sample_every"]) == (1, 1, 3)
 
@@ -432,7 +443,7 @@ def test_table1_without_inception_graph_has_null_fids_with_a_reason_and_sharpnes
     # by either statistic.
     true_data = saved["rows"]["true_data"]
     assert true_data["sharpness"] > 1e-2
-    for model in common.MODELS:
+    for model in MODELS:
         assert true_data["sharpness"] > 3 * saved["rows"][model]["sharpness"]
         assert true_data["sharpness_code"] > 3 * saved["rows"][model]["sharpness_code"]
     assert saved["paper"]["wae_gan"] == {"fid": 42.0, "sharpness": 6e-3}
@@ -448,11 +459,9 @@ def test_table1_without_inception_graph_has_null_fids_with_a_reason_and_sharpnes
 def test_celeba_bundles_assemble_into_the_one_shot_figure3_and_table1_either_way(
     figure3_run, table1_without_graph, celeba_dir, celeba_root, tmp_path, monkeypatch
 ):
-    from wae_tf import train
-
     _, fig3_out = figure3_run
     _, table_out = table1_without_graph
-    monkeypatch.setattr(train, "_fit", _no_fit)  # reuses the runs figure3 trained
+    monkeypatch.setattr(keras.Model, "fit", _no_fit)  # reuses the runs figure3 trained
     separate = table1.run_with_args(
         _celeba_args("table1", celeba_dir, celeba_root, str(tmp_path / "b"), "--models=wae_gan")
     )
@@ -476,7 +485,7 @@ def test_table1_with_a_standin_inception_graph_gives_numeric_fids(table1_with_st
     fids = {key: row["fid"] for key, row in saved["rows"].items()}
     assert all(_finite(v) and v > -1e-6 for v in fids.values()), fids
     # Two real sets are far closer than real faces and the grey samples of 1-epoch models.
-    assert fids["true_data"] < min(fids[m] for m in common.MODELS)
+    assert fids["true_data"] < min(fids[m] for m in MODELS)
     assert saved["fid"]["comparable_to_paper"] is True and "reason" not in saved["fid"]
 
 
@@ -489,16 +498,15 @@ def test_render_figure_places_each_model_and_panel_pixel_for_pixel():
     rng = np.random.default_rng(0)
     shapes = {"interpolations": (20, 30, 1), "reconstructions": (24, 30, 1), "samples": (20, 30, 1)}
     panels = {
-        m: {k: rng.integers(0, 256, s, dtype=np.uint8) for k, s in shapes.items()}
-        for m in common.MODELS
+        m: {k: rng.integers(0, 256, s, dtype=np.uint8) for k, s in shapes.items()} for m in MODELS
     }
-    png, layout = common.render_figure(
-        panels, "title", common.Scale(True, "REDUCED SCALE: test"), ["a caption"], magnification=2
+    png, layout = render_figure(
+        panels, "title", Scale(True, "REDUCED SCALE: test"), ["a caption"], magnification=2
     )
     image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     assert image.shape[:2] == (layout.height, layout.width)
-    for row, key in enumerate(common.PANEL_ROWS):  # rows: interpolations, reconstructions, samples
-        for col, model in enumerate(common.MODELS):  # columns: VAE | WAE-MMD | WAE-GAN
+    for row, key in enumerate(PANEL_ROWS):  # rows: interpolations, reconstructions, samples
+        for col, model in enumerate(MODELS):  # columns: VAE | WAE-MMD | WAE-GAN
             left, top, width, height = layout.panel_box(row, col)
             expected = np.kron(panels[model][key][..., 0], np.ones((2, 2), np.uint8))
             np.testing.assert_array_equal(
@@ -532,26 +540,26 @@ def _cell_values(grid: np.ndarray, rows: int, cols: int, size: int = 4) -> np.nd
 
 def test_interpolation_rows_start_and_end_with_the_real_points_and_decode_a_straight_line():
     pairs = np.stack([_flat_images([0, 255]), _flat_images([100, 20])] * 3)[:5]
-    grid = common.interpolation_panel(_FakeModel(), pairs)
-    values = _cell_values(grid, 5, common.PANEL_COLS)
+    grid = interpolation_panel(_FakeModel(), pairs)
+    values = _cell_values(grid, 5, PANEL_COLS)
     assert (values[0, 0], values[0, -1]) == (0, 255)  # real endpoints, left and right
-    expected = np.round(np.linspace(0.0, 1.0, common.PANEL_COLS - 2) * 255).astype(np.uint8)
+    expected = np.round(np.linspace(0.0, 1.0, PANEL_COLS - 2) * 255).astype(np.uint8)
     np.testing.assert_array_equal(values[0, 1:-1], expected)  # G of the straight line
     assert (values[1, 0], values[1, -1]) == (100, 20)
     assert values[1, 1] == 100 and values[1, -2] == 20  # the line's ends are G(Q(x_a)), G(Q(x_b))
 
 
 def test_reconstruction_panel_alternates_real_rows_and_their_reconstructions():
-    n = common.RECONSTRUCTION_PAIRS * common.PANEL_COLS
+    n = RECONSTRUCTION_PAIRS * PANEL_COLS
     images = _flat_images(np.arange(n) * 8)
 
     class Inverting(_FakeModel):
         def decode(self, z):
             return 1.0 - super().decode(z)
 
-    grid = common.reconstruction_panel(Inverting(), images)
-    values = _cell_values(grid, 2 * common.RECONSTRUCTION_PAIRS, common.PANEL_COLS)
-    real = images[:, 0, 0, 0].reshape(common.RECONSTRUCTION_PAIRS, common.PANEL_COLS)
+    grid = reconstruction_panel(Inverting(), images)
+    values = _cell_values(grid, 2 * RECONSTRUCTION_PAIRS, PANEL_COLS)
+    real = images[:, 0, 0, 0].reshape(RECONSTRUCTION_PAIRS, PANEL_COLS)
     np.testing.assert_array_equal(values[0::2], real)  # odd rows (1st, 3rd, ...): real
     np.testing.assert_array_equal(values[1::2], 255 - real)  # even rows: reconstructions
 
@@ -559,7 +567,7 @@ def test_reconstruction_panel_alternates_real_rows_and_their_reconstructions():
 def _fake_run(name: str, epochs: int, train_size: int):
     from wae_tf import configs
 
-    return common.TrainedRun(
+    return TrainedRun(
         name,
         None,
         Path("/runs") / name,
@@ -571,32 +579,30 @@ def _fake_run(name: str, epochs: int, train_size: int):
 
 
 def test_scale_is_paper_only_with_paper_epochs_data_and_widths():
-    options = common.parse_args(["figure2"], "mnist", fid=False)
-    paper = {n: _fake_run(n, 100, 60_000) for n in common.MODELS}
-    scale = common.describe_scale(options, paper)
+    options = parse_args(["figure2"], "mnist", fid=False)
+    paper = {n: _fake_run(n, 100, 60_000) for n in MODELS}
+    scale = describe_scale(options, paper)
     assert not scale.reduced and scale.text.startswith("paper scale: 100 epochs")
-    short = {n: _fake_run(n, 10, 60_000) for n in common.MODELS}
-    assert common.describe_scale(options, short).text.startswith(
-        "REDUCED SCALE: 10 epochs (paper: 100)"
-    )
-    subset = {n: _fake_run(n, 100, 5_000) for n in common.MODELS}
-    assert common.describe_scale(options, subset).reduced
-    narrow = common.parse_args(["figure2", "--width=32"], "mnist", fid=False)
-    assert "width 32" in common.describe_scale(narrow, paper).text
+    short = {n: _fake_run(n, 10, 60_000) for n in MODELS}
+    assert describe_scale(options, short).text.startswith("REDUCED SCALE: 10 epochs (paper: 100)")
+    subset = {n: _fake_run(n, 100, 5_000) for n in MODELS}
+    assert describe_scale(options, subset).reduced
+    narrow = parse_args(["figure2", "--width=32"], "mnist", fid=False)
+    assert "width 32" in describe_scale(narrow, paper).text
 
 
 def test_quick_fills_unset_flags_and_explicit_flags_win():
-    options = common.parse_args(["figure2", "--quick", "--epochs=3"], "mnist", fid=False)
+    options = parse_args(["figure2", "--quick", "--epochs=3"], "mnist", fid=False)
     assert (options.width, options.train_examples, options.epochs) == (8, 300, 3)
-    assert options.num_samples == common.QUICK.num_samples and options.out_dir == Path("results")
-    full = common.parse_args(["table1"], "celeba", fid=True)
+    assert options.num_samples == QUICK.num_samples and options.out_dir == Path("results")
+    full = parse_args(["table1"], "celeba", fid=True)
     assert full.num_samples == 10_000 and full.width is None and full.epochs is None
-    assert common.run_group(options) == "mnist_quick_w8_n300" and common.run_group(full) == "celeba"
+    assert run_group(options) == "mnist_quick_w8_n300" and run_group(full) == "celeba"
 
 
 def test_bad_flags_and_missing_data_fail_with_one_message_and_write_nothing(tmp_path, capsys):
-    with pytest.raises(common.ReproError, match="num_samples"):
-        common.parse_args(["table1", "--num_samples=1"], "celeba", fid=True)
+    with pytest.raises(ReproError, match="num_samples"):
+        parse_args(["table1", "--num_samples=1"], "celeba", fid=True)
     out, runs = tmp_path / "out", tmp_path / "runs"
     args = [
         "figure2",
@@ -609,7 +615,7 @@ def test_bad_flags_and_missing_data_fail_with_one_message_and_write_nothing(tmp_
         figure2.run_with_args(args)
     assert not out.exists() and not any(runs.rglob("*.json"))
     with pytest.raises(SystemExit) as exit_info:
-        common.exit_on_error("figure2", lambda: figure2.run_with_args(args))
+        exit_on_error("figure2", lambda: figure2.run_with_args(args))
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("figure2: error:") and "nowhere" in err[0]
@@ -620,6 +626,6 @@ def test_unwritable_out_dir_fails_before_any_training(tmp_path):
     blocker.write_text("")
     runs = tmp_path / "runs"
     args = ["table1", "--quick", f"--workdir={runs}", f"--out_dir={blocker / 'out'}"]
-    with pytest.raises(common.ReproError, match="not writable"):
+    with pytest.raises(ReproError, match="not writable"):
         table1.run_with_args(args)
     assert not runs.exists()

@@ -1,0 +1,289 @@
+"""What a reproduce script is asked to do: its flags, resolved into `Options`.
+
+The three scripts (`figure2`, `figure3`, `table1`) share one set of flags (`define_flags`;
+figure3 and table1 add the FID ones). `options_from_flags` resolves the parsed flags into
+a frozen `Options` (with `--quick`'s values filling the flags left unset), `parse_args`
+does the same from a command line on a fresh FlagValues (tests), and `exit_on_error`
+turns a known error into one line on stderr. Also here: the names every other module
+uses (the three models in the figure's column order, their labels) and `ReproError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from absl import flags
+
+from wae_tf import provenance as provenance_lib
+
+MODELS = ("vae", "wae_mmd", "wae_gan")  # the figure's columns, left to right [paper, Fig. 2-3]
+MODEL_LABELS = {"vae": "VAE", "wae_mmd": "WAE-MMD", "wae_gan": "WAE-GAN"}
+DATASET_LABELS = {"mnist": "MNIST", "celeba": "CelebA 64x64"}
+FID_FEATURES = ("ttur", "keras_inception_v3")
+# The protocol of the paper's FID: 10,000 samples vs 10,000 real images [authors, wae issue #7].
+DEFAULT_NUM_SAMPLES = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class QuickSettings:
+    """`--quick`: tiny nets on a few hundred images, for smoke tests (minutes on a CPU)."""
+
+    width: int = 8
+    train_examples: int = 300
+    epochs: int = 1
+    eval_examples: int = 200
+    num_samples: int = 200
+    pretrain_steps: int = 10  # [code] uses up to 200; enough to exercise the path
+    classifier_epochs: int = 1  # the MNIST Fréchet classifier (paper scale: 5 epochs, 60k)
+    classifier_train_examples: int = 2000
+
+
+QUICK = QuickSettings()
+
+
+class ReproError(RuntimeError):
+    """A reproduce script cannot run; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Everything a reproduce script needs, resolved from the flags (quick defaults applied)."""
+
+    dataset: str
+    workdir: Path
+    data_dir: Path | None
+    out_dir: Path
+    quick: bool
+    seed: int
+    epochs: int | None  # None: the paper's epochs per model
+    train_examples: int | None  # None: the whole train split
+    eval_examples: int | None  # test images for the reported numbers; None: the whole split
+    width: int | None  # None: the paper's widths
+    num_samples: int  # model samples (and real images) for the sample metrics
+    inception_graph: Path | None = None
+    fid_features: str = "ttur"
+    verbose: int = 2  # wae_tf.train: 2 = one line per epoch, 0 = quiet
+    command_line: str = ""
+    models: tuple[str, ...] = MODELS  # --models: train / evaluate these, one bundle each
+    assemble: tuple[Path, ...] = ()  # --assemble: bundle folders to assemble (no training)
+    allow_mixed_bundles: bool = False
+    allow_partial_bundles: bool = False
+    # Passed straight to wae_tf.train.train. sample_every None: max(1, epochs // 10).
+    sample_every: int | None = None
+    checkpoint_every: int = 1
+    validate_every: int = 1
+
+    @property
+    def one_shot(self) -> bool:
+        """All three models in this process: the figure / table is assembled at the end."""
+        return not self.assemble and set(self.models) == set(MODELS)
+
+
+def define_flags(flag_values: flags.FlagValues, *, fid: bool) -> None:
+    """Define the scripts' flags on `flag_values` (a fresh FlagValues in tests).
+
+    fid: also define --inception_graph and --fid_features (figure3, table1).
+    """
+    fv = dict(flag_values=flag_values)
+    flags.DEFINE_string(
+        "workdir", "runs", "Training runs: <workdir>/<dataset>[_tags]/<model>.", **fv
+    )
+    flags.DEFINE_string(
+        "data_dir",
+        None,
+        "Dataset folder (MNIST: the four IDX files; CelebA: img_align_celeba/). "
+        "Default: $WAE_TF_DATA_DIR/<dataset>.",
+        **fv,
+    )
+    flags.DEFINE_string("out_dir", "results", "Where the figure / table files are written.", **fv)
+    flags.DEFINE_boolean(
+        "quick",
+        False,
+        f"Tiny smoke run: width {QUICK.width}, {QUICK.train_examples} train images, "
+        f"{QUICK.epochs} epoch, {QUICK.num_samples} samples (explicit flags still win).",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "seed", 0, "Seed of training and of the figure's draws.", lower_bound=0, **fv
+    )
+    flags.DEFINE_integer(
+        "epochs", None, "Epochs for every model (default: the paper's).", lower_bound=1, **fv
+    )
+    flags.DEFINE_integer(
+        "train_examples", None, "Train on the first N images (default: all).", lower_bound=1, **fv
+    )
+    flags.DEFINE_integer(
+        "eval_examples",
+        None,
+        "Test images for the reported numbers (default: the whole test split).",
+        lower_bound=1,
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "width",
+        None,
+        "Every layer this wide (reduced scale; default: the paper's).",
+        lower_bound=1,
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "num_samples",
+        None,
+        f"Model samples for the sample metrics (default {DEFAULT_NUM_SAMPLES:,}; "
+        f"--quick: {QUICK.num_samples}).",
+        lower_bound=2,
+        **fv,
+    )
+    flags.DEFINE_list(
+        "models",
+        list(MODELS),
+        "Train / evaluate only these models (comma list of vae, wae_mmd, wae_gan) and write "
+        "one bundle each to <out_dir>/bundles/; with all three, also assemble the outputs.",
+        **fv,
+    )
+    flags.DEFINE_list(
+        "assemble",
+        None,
+        "Bundle folders (comma list): assemble the outputs from them, no training or data.",
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        "allow_mixed_bundles",
+        False,
+        "--assemble bundles whose data, scale or code version differ (labelled MIXED BUNDLES).",
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        "allow_partial_bundles",
+        False,
+        "--assemble fewer than three models (labelled PARTIAL: missing ...).",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "sample_every",
+        None,
+        "wae_tf.train: epochs between sample PNGs in the run folder (0: none; "
+        "default max(1, epochs // 10)).",
+        lower_bound=0,
+        **fv,
+    )
+    flags.DEFINE_integer(
+        "checkpoint_every", 1, "wae_tf.train: epochs between checkpoints.", lower_bound=1, **fv
+    )
+    flags.DEFINE_integer(
+        "validate_every",
+        1,
+        "wae_tf.train: epochs between validations (0: none).",
+        lower_bound=0,
+        **fv,
+    )
+    if fid:
+        flags.DEFINE_string(
+            "inception_graph",
+            None,
+            "TTUR's classify_image_graph_def.pb (file or folder) for FID; without it FID is null.",
+            **fv,
+        )
+        flags.DEFINE_enum(
+            "fid_features",
+            "ttur",
+            FID_FEATURES,
+            "FID features: the TTUR graph (the paper's), or Keras InceptionV3 (NOT comparable).",
+            **fv,
+        )
+
+
+def options_from_flags(flag_values: flags.FlagValues, dataset: str) -> Options:
+    """Resolve the parsed flags into Options; --quick fills the values left unset."""
+    fv = flag_values
+    quick = fv.quick
+
+    def pick(value: Any, quick_value: Any, default: Any = None) -> Any:
+        if value is not None:
+            return value
+        return quick_value if quick else default
+
+    has_fid = "inception_graph" in fv
+    return Options(
+        dataset=dataset,
+        workdir=Path(fv.workdir).expanduser(),
+        data_dir=None if fv.data_dir is None else Path(fv.data_dir).expanduser(),
+        out_dir=Path(fv.out_dir).expanduser(),
+        quick=quick,
+        seed=fv.seed,
+        epochs=pick(fv.epochs, QUICK.epochs),
+        train_examples=pick(fv.train_examples, QUICK.train_examples),
+        eval_examples=pick(fv.eval_examples, QUICK.eval_examples),
+        width=pick(fv.width, QUICK.width),
+        num_samples=pick(fv.num_samples, QUICK.num_samples, DEFAULT_NUM_SAMPLES),
+        inception_graph=(
+            Path(fv.inception_graph).expanduser() if has_fid and fv.inception_graph else None
+        ),
+        fid_features=fv.fid_features if has_fid else "ttur",
+        verbose=0 if quick else 2,
+        command_line=provenance_lib.command_line(),
+        models=_parse_models(fv.models, assemble=bool(fv.assemble)),
+        assemble=tuple(Path(p).expanduser() for p in fv.assemble or ()),
+        allow_mixed_bundles=fv.allow_mixed_bundles,
+        allow_partial_bundles=fv.allow_partial_bundles,
+        sample_every=fv.sample_every,
+        checkpoint_every=fv.checkpoint_every,
+        validate_every=fv.validate_every,
+    )
+
+
+def _parse_models(names: Sequence[str], *, assemble: bool) -> tuple[str, ...]:
+    """--models as a tuple in the figure's column order; unknown or none: ReproError."""
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise ReproError(
+            f"--models: unknown {', '.join(unknown)} (choose from {', '.join(MODELS)})"
+        )
+    if not names:
+        raise ReproError("--models is empty")
+    if assemble and set(names) != set(MODELS):
+        raise ReproError("--models and --assemble exclude each other (assembling trains nothing)")
+    return tuple(n for n in MODELS if n in names)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Fail before any training if --out_dir cannot be created or written (creates nothing)."""
+    target = out_dir
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    if not target.is_dir() or not os.access(target, os.W_OK | os.X_OK):
+        raise ReproError(f"--out_dir {out_dir} is not writable ({target} is not a writable folder)")
+
+
+def parse_args(argv: Sequence[str], dataset: str, *, fid: bool) -> Options:
+    """Options from a command line (argv[0] = program name), on a fresh FlagValues.
+
+    For tests and programmatic use: nothing global is touched. Bad flags raise ReproError.
+    """
+    flag_values = flags.FlagValues()
+    define_flags(flag_values, fid=fid)
+    try:
+        rest = flag_values(list(argv))
+    except flags.Error as e:
+        raise ReproError(str(e)) from e
+    if len(rest) > 1:
+        raise ReproError(f"unexpected arguments: {' '.join(rest[1:])}")
+    options = options_from_flags(flag_values, dataset)
+    return dataclasses.replace(options, command_line=provenance_lib.command_line(argv))
+
+
+def exit_on_error(program: str, work: Callable[[], Any]) -> Any:
+    """Run `work`; a known error (a bad flag or folder, bad data, a failed training run, a
+    full disk) becomes one line on stderr and exit status 1."""
+    from wae_tf import data, fileio, train
+
+    try:
+        return work()
+    except (ReproError, data.DataError, train.TrainError, fileio.DiskFullError) as e:
+        print(f"{program}: error: {e}", file=sys.stderr)
+        sys.exit(1)
