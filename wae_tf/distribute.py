@@ -72,8 +72,10 @@ def make_strategy(name: str, num_gpus: int | None = None, devices: Sequence[str]
         return None
     import tensorflow as tf
 
-    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if name == "multi_worker":
+        # Physical, not logical, devices: listing logical devices starts TensorFlow's
+        # runtime, after which collective ops can no longer be configured.
+        gpus = tf.config.list_physical_devices("GPU")
         if devices:
             raise ValueError("multi_worker uses every local GPU; devices cannot be chosen")
         if num_gpus is not None and num_gpus != len(gpus):
@@ -84,6 +86,7 @@ def make_strategy(name: str, num_gpus: int | None = None, devices: Sequence[str]
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         _log_strategy(name, strategy)
         return strategy
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     strategy = tf.distribute.MirroredStrategy(_mirrored_devices(num_gpus, devices, gpus))
     _log_strategy(name, strategy)
     return strategy
