@@ -214,8 +214,7 @@ class WAE(_AutoEncoderBase):
         added, so the network itself only learns log q/p [paper, App. C.2].
         """
         logits = self.adversary(z, training=training)
-        if self.config.log_prior_trick:
-            # AVB's trick [paper, App. C.2]: the adversary only learns log q/p.
+        if self.config.log_prior_trick:  # AVB's trick
             logits = logits + losses.log_normal_density(
                 z, self.config.pz_scale, self.config.log_prior_constant
             )
