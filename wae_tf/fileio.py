@@ -26,7 +26,14 @@ _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 class DiskFullError(OSError):
-    """A write failed because the file system is full; the target is untouched."""
+    """A write failed because the file system is full; the target is untouched.
+
+    Built as `DiskFullError(errno, message)`; str() is the message alone (no "[Errno 28]"),
+    so that it can be printed as one line.
+    """
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 class UnreadableFileError(ValueError):
@@ -90,6 +97,25 @@ def write_bytes(path: str | os.PathLike, content: bytes) -> None:
 def write_text(path: str | os.PathLike, content: str) -> None:
     """Write `content` (UTF-8) to `path` atomically."""
     write_bytes(path, content.encode("utf-8"))
+
+
+def append_text(path: str | os.PathLike, content: str) -> None:
+    """Append `content` (UTF-8) to `path` (created if absent) and fsync it.
+
+    Not atomic: a crash or a full disk can leave part of `content` at the end of the
+    file, which readers of append-only files (history.csv) must drop. A full disk raises
+    DiskFullError naming the file.
+    """
+    path = Path(path)
+    try:
+        with open(path, "a", encoding="utf-8", newline="") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        if is_disk_full(e) and not isinstance(e, DiskFullError):
+            raise DiskFullError(e.errno, f"no space left to write {path}") from e
+        raise
 
 
 def write_json(path: str | os.PathLike, payload: Any, *, sort_keys: bool = False) -> None:

@@ -1,16 +1,40 @@
-"""A run folder: where each of its files lives.
+"""A run folder: where each of its files lives, whether it can hold a run, and the two
+small files the trainer keeps in it (config.json, the run record, and history.csv).
 
 `RunPaths(root)` is the one place that names a run's files; the trainer, the export and
 the reproduce scripts ask it instead of spelling the names again. What each file holds
 is described in `wae_tf.train`'s module docstring.
+
+Everything here refuses with a one-line `WorkdirError` (what is wrong, what to do) and
+writes nothing before the workdir has been found usable. No Keras import.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import dataclasses
+import io
+import os
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from wae_tf import fileio
+from wae_tf.configs import Config
+from wae_tf.provenance import command_line, library_versions
 
 CHECKPOINT_PREFIX = "epoch_"
+
+
+class TrainError(RuntimeError):
+    """A run cannot start or continue; the message says why and what to do."""
+
+
+class WorkdirError(TrainError):
+    """The workdir is unusable: not writable, or it holds a different run."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,3 +73,240 @@ class RunPaths:
 
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"{CHECKPOINT_PREFIX}{epoch:04d}.npz"
+
+
+# ======================================================================================
+# Workdir checks: before anything is loaded or written
+# ======================================================================================
+
+
+def check_workdir_usable(root: Path) -> None:
+    """Fail early, writing nothing, if `root` cannot hold a run."""
+    if root.exists():
+        if not root.is_dir():
+            raise WorkdirError(f"workdir {root} exists and is not a directory")
+        _probe_writable(root)
+        if not (root / "config.json").is_file() and any(root.iterdir()):
+            raise WorkdirError(
+                f"workdir {root} is not empty and holds no wae_tf run (no config.json); "
+                "choose a new or empty --workdir"
+            )
+        return
+    ancestor = root.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise WorkdirError(f"cannot create workdir {root}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise WorkdirError(f"cannot create workdir {root}: {ancestor} is not writable")
+
+
+def _probe_writable(root: Path) -> None:
+    """Create and delete a temporary file in `root` (leaves nothing behind)."""
+    try:
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as e:
+        raise WorkdirError(f"workdir {root} is not writable ({e.strerror or e})") from e
+
+
+def create_workdir(root: Path) -> None:
+    """Create `root` (and its parents) and check that files can be created in it."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WorkdirError(f"cannot create workdir {root} ({e.strerror or e})") from e
+    _probe_writable(root)
+
+
+@contextlib.contextmanager
+def workdir_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on root/.lock: two processes never train in one workdir.
+
+    The OS releases the lock when the holder exits, however it exits (kill -9 included).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locking
+        yield
+        return
+    with open(root / ".lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise WorkdirError(
+                f"workdir {root} is in use by another training process (pid {holder}); "
+                "wait for it to finish or stop it first"
+            ) from e
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def remove_stale_temporaries(paths: RunPaths) -> None:
+    """Delete the temporary files a killed run left behind (see `fileio.atomic_path`)."""
+    ours = tuple(p.name for p in (paths.config, paths.history, paths.final_model, paths.done))
+    fileio.remove_temporaries(paths.root, ours)
+    fileio.remove_temporaries(paths.checkpoints)
+    fileio.remove_temporaries(paths.samples)
+
+
+# ======================================================================================
+# The run record (config.json): the config, the data and every invocation
+# ======================================================================================
+
+# Fields a resumed run may change: the target epoch count, and BN synchronisation, which
+# follows --distribution (the weights and the math per replica are the same).
+RESUMABLE_FIELDS = ("epochs", "sync_batch_norm")
+# Data provenance fields that must match for a resumed run to see the same batches.
+DATA_IDENTITY = ("dataset", "source", "train_split", "eval_split", "train_size", "eval_size")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A run's JSON file (config.json, DONE.json), or None when absent; WorkdirError
+    naming the file when it exists but cannot be parsed."""
+    try:
+        return fileio.read_json(path)
+    except fileio.UnreadableFileError as e:
+        raise WorkdirError(f"{e}; move it away or use another --workdir") from e
+
+
+def config_differences(stored: dict[str, Any], config: Config) -> list[str]:
+    """Fields (other than RESUMABLE_FIELDS) where the stored run's config differs."""
+    try:
+        previous = Config.from_dict(stored).to_dict()
+    except (TypeError, ValueError) as e:
+        return [f"the stored config is not a valid Config ({e})"]
+    current = config.to_dict()
+    return [
+        f"{name}: {previous[name]!r} there, {current[name]!r} now"
+        for name in current
+        if name not in RESUMABLE_FIELDS and previous[name] != current[name]
+    ]
+
+
+def check_same_run(record: dict[str, Any], config: Config, root: Path) -> None:
+    """WorkdirError unless the run recorded in `root` has `config` (up to the epochs)."""
+    differences = config_differences(record.get("config", {}), config)
+    if differences:
+        raise WorkdirError(
+            f"workdir {root} holds a run with a different config ({'; '.join(differences)}); "
+            "refusing to overwrite it: use another --workdir (only --epochs may change)"
+        )
+
+
+def check_same_data(record: dict[str, Any], provenance: dict[str, Any], root: Path) -> None:
+    """WorkdirError unless the run recorded in `root` trained on the same data."""
+    stored = record.get("data", {})
+    differences = [
+        f"{key}: {stored.get(key)!r} there, {provenance[key]!r} now"
+        for key in DATA_IDENTITY
+        if stored.get(key) != provenance[key]
+    ]
+    if differences:
+        raise WorkdirError(
+            f"workdir {root} holds a run on different data ({'; '.join(differences)}); "
+            "use another --workdir or the same --train_examples / --eval_examples / --data_source"
+        )
+
+
+def write_run_record(
+    paths: RunPaths,
+    config: Config,
+    provenance: dict[str, Any],
+    previous: dict[str, Any] | None,
+    settings: dict[str, Any],
+) -> None:
+    """(Re)write config.json: the config, the data, versions, and this invocation appended
+    to the earlier ones of `previous` (the record read before, or None)."""
+    invocation = {
+        "command_line": command_line(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "target_epochs": config.epochs,
+        **settings,
+    }
+    record = {
+        "config": config.to_dict(),
+        "data": provenance,
+        "command_line": invocation["command_line"],
+        "versions": library_versions(),
+        "invocations": [*(previous or {}).get("invocations", []), invocation],
+    }
+    fileio.write_json(paths.config, record)
+
+
+# ======================================================================================
+# history.csv: one row per completed epoch, appended across resumes
+# ======================================================================================
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
+    """history.csv rows as floats (empty cells dropped); [] when there is no file.
+
+    A row torn by a kill is left out, as when the run resumes.
+    """
+    _, rows = read_history_rows(Path(path))
+    return [{k: float(v) for k, v in row.items() if v != ""} for row in rows]
+
+
+def read_history_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and complete rows as strings; a row torn by a kill (wrong field count, no
+    final newline) is dropped."""
+    if not path.is_file():
+        return [], []
+    lines = path.read_text().splitlines(keepends=True)
+    if not lines:
+        return [], []
+    header = next(csv.reader([lines[0]]))
+    rows = []
+    for line in lines[1:]:
+        if not line.endswith("\n"):
+            break  # torn last line
+        values = next(csv.reader([line]), [])
+        if len(values) == len(header) and values[0].isdigit():
+            rows.append(dict(zip(header, values, strict=True)))
+    return header, rows
+
+
+def truncate_history(path: Path, last_epoch: int) -> None:
+    """Keep only rows of epochs <= last_epoch (a kill can leave a row ahead of a checkpoint)."""
+    header, rows = read_history_rows(path)
+    if not header:
+        return
+    kept = [row for row in rows if int(row["epoch"]) <= last_epoch]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept)
+    if buffer.getvalue() != path.read_text():
+        fileio.write_text(path, buffer.getvalue())
+
+
+def append_history_row(path: Path, row: dict[str, Any]) -> None:
+    """Append one epoch's row (the header first, for a new file) and fsync it.
+
+    Values: ints as they are, floats with 9 significant digits (float32 round-trips
+    exactly), None as an empty cell (not measured that epoch). A full disk raises
+    `fileio.DiskFullError`; a partly written row is dropped when the run resumes.
+    """
+    header, _ = read_history_rows(path)
+    new_file = not header
+    if new_file:
+        header = ["epoch", *sorted(k for k in row if k != "epoch")]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=header, extrasaction="ignore", restval="", lineterminator="\n"
+    )
+    if new_file:
+        writer.writeheader()
+    writer.writerow(
+        {k: v if isinstance(v, int) else "" if v is None else f"{v:.9g}" for k, v in row.items()}
+    )
+    fileio.append_text(path, buffer.getvalue())
