@@ -163,11 +163,11 @@ def _max_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 def _resume_scenario(images, strategy, workdir: Path) -> dict:
     """Adam (the paper's optimizer) under the strategy: 2 steps straight, or 1 step,
-    a checkpoint of the training CLI (wae_tf.train), a fresh model restored from it
+    a checkpoint of the training CLI (wae_tf.checkpoints), a fresh model restored from it
     in the strategy's scope, then 1 more step. Also a `.keras` round trip in the scope."""
     import keras
 
-    from wae_tf import distribute, models, train
+    from wae_tf import checkpoints, distribute, models
 
     config = _tiny_config("wae_gan")
 
@@ -182,9 +182,9 @@ def _resume_scenario(images, strategy, workdir: Path) -> dict:
 
     first = fresh_model()
     first.fit(images, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
-    train._save_checkpoint(first, workdir / "epoch_0001.npz", {"epoch": 1})
+    checkpoints.save(first, workdir / "epoch_0001.npz", {"epoch": 1})
     resumed = fresh_model()
-    train._restore_checkpoint(resumed, workdir / "epoch_0001.npz")
+    checkpoints.restore(resumed, workdir / "epoch_0001.npz")
     restored_exactly = _max_difference(_state(first), _state(resumed)) == 0.0
     resumed.fit(images, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
 

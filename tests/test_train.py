@@ -1,5 +1,5 @@
 """The training CLI and `wae_tf.train.train`: workdir files, exact resume after kill -9,
-idempotence, refusals with one clear error, the NaN stop, and the sample-grid helpers.
+idempotence, refusals with one clear error, the NaN stop, a damaged checkpoint, a full disk.
 
 Every run uses tiny nets (`--width=4`), few images and batches of 50, so that the whole
 file takes about 1.5-2 minutes on 2 shared CPU cores (most of it TensorFlow start-up in
@@ -24,7 +24,7 @@ from absl import flags
 from conftest import python_env, run_python
 from PIL import Image
 
-from wae_tf import configs, data, train, visualize
+from wae_tf import callbacks, checkpoints, configs, data, rundir, train, trainer
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--width=4", "--eval_examples=100", "--batch_size=50"]
@@ -95,7 +95,9 @@ def test_cli_one_epoch_then_two_gives_two_history_rows_pngs_and_provenance(mnist
     assert float(rows[1]["learning_rate"]) == pytest.approx(1e-3)  # before the /2 at 30
     assert float(rows[1]["adversary_learning_rate"]) == pytest.approx(5e-4)
     assert json.loads((workdir / "DONE.json").read_text())["epochs"] == 2
-    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["epoch_0002.npz"]
+    # --keep_checkpoints=2 by default: the latest and one to fall back to if it is damaged
+    checkpoint_files = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    assert checkpoint_files == ["epoch_0001.npz", "epoch_0002.npz"]
 
     for epoch in (1, 2):
         for kind in ("samples", "reconstructions"):
@@ -111,7 +113,7 @@ def test_cli_one_epoch_then_two_gives_two_history_rows_pngs_and_provenance(mnist
     assert {"python", "keras", "tensorflow", "numpy"} <= set(record["versions"])
     assert "--epochs=2" in record["command_line"] and "wae_tf.train" in record["command_line"]
     assert len(record["invocations"]) == 2
-    assert train.load_trained_model(workdir).config.model == "wae_gan"
+    assert trainer.load_trained_model(workdir).config.model == "wae_gan"
     with zipfile.ZipFile(workdir / "final.keras") as archive:  # the model, no Adam moments
         assert "optimizer" not in archive.read("config.json").decode()
     umask = os.umask(0)
@@ -130,7 +132,7 @@ KILL_EXAMPLES = 4000  # 80 steps per epoch: epoch 2 lasts long enough to be kill
 def reference_run(mnist_dir, tmp_path_factory):
     """An uninterrupted 2-epoch WAE-MMD run, in-process: (workdir, model)."""
     workdir = tmp_path_factory.mktemp("reference") / "run"
-    model = train.train(
+    model = trainer.train(
         tiny_config("wae_mmd", epochs=2),
         workdir,
         data_dir=mnist_dir,
@@ -177,16 +179,16 @@ def test_kill_9_in_epoch_two_then_rerun_equals_the_uninterrupted_run(
     assert not (workdir / "checkpoints" / "epoch_0002.npz").exists()
 
     # The model of the checkpoint: what the resumed run must continue from.
-    at_epoch_1 = train.load_trained_model(workdir, allow_unfinished=True)
-    with pytest.raises(train.WorkdirError, match="no final model"):
-        train.load_trained_model(workdir)
+    at_epoch_1 = trainer.load_trained_model(workdir, allow_unfinished=True)
+    with pytest.raises(rundir.WorkdirError, match="no final model"):
+        trainer.load_trained_model(workdir)
 
     resumed = run_cli(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr and "epoch 1 completed" in resumed.stderr
 
     reference_dir, reference = reference_run
-    final = train.load_trained_model(workdir)
+    final = trainer.load_trained_model(workdir)
     assert_same_weights(final, reference)  # bit-identical to the uninterrupted run
     # Each epoch once, with the same metrics and learning rates. Not bit-exact: the running
     # mean of `loss` (not its parts) can differ by 1 ulp in a freshly started process.
@@ -252,7 +254,7 @@ def test_sparse_checkpoints_and_validation_keep_the_math_and_a_kill_loses_under_
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["epoch_0002.npz"]
 
     reference_dir, reference = reference_run  # every epoch checkpointed and validated
-    assert_same_weights(train.load_trained_model(workdir), reference)
+    assert_same_weights(trainer.load_trained_model(workdir), reference)
     rows, expected = history_rows(workdir), history_rows(reference_dir)
     assert [row.keys() for row in rows] == [row.keys() for row in expected]
     assert [row["epoch"] for row in rows] == ["1", "2"]
@@ -266,7 +268,7 @@ def test_sparse_checkpoints_and_validation_keep_the_math_and_a_kill_loses_under_
 
 
 def test_cadence_runs_every_n_epochs_and_after_the_last():
-    due = train.Cadence.due
+    due = callbacks.Cadence.due
     assert [e for e in range(1, 8) if due(3, e, last_epoch=7)] == [3, 6, 7]
     assert [e for e in range(1, 5) if due(1, e, last_epoch=4)] == [1, 2, 3, 4]
     assert not any(due(0, e, last_epoch=4) for e in range(1, 5))  # 0: never
@@ -274,16 +276,16 @@ def test_cadence_runs_every_n_epochs_and_after_the_last():
 
 def test_resume_restores_weights_optimizer_and_rng_state_from_the_checkpoint(tmp_path):
     config = tiny_config("wae_gan")
-    model = train._build_model(config, steps_per_epoch=3)
+    model = trainer.build_compiled_model(config, steps_per_epoch=3)
     images = np.random.default_rng(0).random((3, 50, 28, 28, 1), "float32")
     for batch in images:  # three eager WAE-GAN steps: moments, counters, RNG all move
         model.train_step(batch)
     path = tmp_path / "epoch_0001.npz"
-    train._save_checkpoint(model, path, {"epoch": 1})
+    checkpoints.save(model, path, {"epoch": 1})
 
-    restored = train._build_model(config, steps_per_epoch=3)
+    restored = trainer.build_compiled_model(config, steps_per_epoch=3)
     assert restored.optimizer.iterations.numpy() == 0
-    assert train._restore_checkpoint(restored, path)["epoch"] == 1
+    assert checkpoints.restore(restored, path)["epoch"] == 1
     assert restored.optimizer.iterations.numpy() == 3  # the lr schedule's position
     np.testing.assert_array_equal(restored.seed_generator.state, model.seed_generator.state)
     for a, b in zip(model.optimizer.variables, restored.optimizer.variables, strict=True):
@@ -300,7 +302,7 @@ def test_finished_run_is_loaded_not_retrained(mnist_dir, reference_run):
     workdir, reference = reference_run
     before = snapshot(workdir)
     start = time.time()
-    model = train.train(
+    model = trainer.train(
         tiny_config("wae_mmd", epochs=2),
         workdir,
         data_dir=mnist_dir,
@@ -316,10 +318,10 @@ def test_finished_run_is_loaded_not_retrained(mnist_dir, reference_run):
 def test_different_config_in_the_same_workdir_is_refused(mnist_dir, reference_run):
     workdir, _ = reference_run
     before = snapshot(workdir)
-    with pytest.raises(train.WorkdirError, match=r"different config \(z_dim: 8 there, 4 now\)"):
-        train.train(tiny_config("wae_mmd", epochs=2, z_dim=4), workdir, data_dir=mnist_dir)
-    with pytest.raises(train.WorkdirError, match="different data.*train_size: 4000 there, 200"):
-        train.train(
+    with pytest.raises(rundir.WorkdirError, match=r"different config \(z_dim: 8 there, 4 now\)"):
+        trainer.train(tiny_config("wae_mmd", epochs=2, z_dim=4), workdir, data_dir=mnist_dir)
+    with pytest.raises(rundir.WorkdirError, match="different data.*train_size: 4000 there, 200"):
+        trainer.train(
             tiny_config("wae_mmd", epochs=3),
             workdir,
             data_dir=mnist_dir,
@@ -332,17 +334,17 @@ def test_different_config_in_the_same_workdir_is_refused(mnist_dir, reference_ru
 def test_unwritable_workdir_is_reported_before_anything_is_loaded(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(train.WorkdirError, match="is not a directory"):
-        train.train(tiny_config(), blocker / "run", data_dir=tmp_path / "no_data")
-    with pytest.raises(train.WorkdirError, match="exists and is not a directory"):
-        train.train(tiny_config(), blocker, data_dir=tmp_path / "no_data")
+    with pytest.raises(rundir.WorkdirError, match="is not a directory"):
+        trainer.train(tiny_config(), blocker / "run", data_dir=tmp_path / "no_data")
+    with pytest.raises(rundir.WorkdirError, match="exists and is not a directory"):
+        trainer.train(tiny_config(), blocker, data_dir=tmp_path / "no_data")
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        with pytest.raises(train.WorkdirError, match="not writable"):
-            train.train(tiny_config(), locked / "run", data_dir=tmp_path / "no_data")
-        with pytest.raises(train.WorkdirError, match="not writable"):
-            train.train(tiny_config(), locked, data_dir=tmp_path / "no_data")
+        with pytest.raises(rundir.WorkdirError, match="not writable"):
+            trainer.train(tiny_config(), locked / "run", data_dir=tmp_path / "no_data")
+        with pytest.raises(rundir.WorkdirError, match="not writable"):
+            trainer.train(tiny_config(), locked, data_dir=tmp_path / "no_data")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"] + (
         ["locked"] if os.geteuid() != 0 else []
     )
@@ -350,21 +352,21 @@ def test_unwritable_workdir_is_reported_before_anything_is_loaded(tmp_path):
 
 def test_non_empty_folder_without_a_run_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(train.WorkdirError, match="holds no wae_tf run"):
-        train.train(tiny_config(), tmp_path, data_dir=tmp_path)
+    with pytest.raises(rundir.WorkdirError, match="holds no wae_tf run"):
+        trainer.train(tiny_config(), tmp_path, data_dir=tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 def test_missing_data_dir_raises_the_data_error_and_writes_nothing(tmp_path, reference_run):
     workdir = tmp_path / "run"
     with pytest.raises(data.DataError, match="does not exist"):
-        train.train(tiny_config(), workdir, data_dir=tmp_path / "missing")
+        trainer.train(tiny_config(), workdir, data_dir=tmp_path / "missing")
     assert not workdir.exists()
 
     existing, _ = reference_run  # a run in progress or done: left untouched too
     before = snapshot(existing)
     with pytest.raises(data.DataError, match="does not exist"):
-        train.train(tiny_config(epochs=3), existing, data_dir=tmp_path / "missing")
+        trainer.train(tiny_config(epochs=3), existing, data_dir=tmp_path / "missing")
     assert snapshot(existing) == before
 
 
@@ -447,8 +449,10 @@ def test_cli_unknown_dataset_exits_with_the_flag_error():
 
 def test_nan_loss_stops_naming_the_metric_and_writes_no_checkpoint(mnist_dir, tmp_path):
     workdir = tmp_path / "run"
-    with pytest.raises(train.TrainingDivergedError, match=r"non-finite .*loss = nan.* at epoch 1"):
-        train.train(
+    with pytest.raises(
+        trainer.TrainingDivergedError, match=r"non-finite .*loss = nan.* at epoch 1"
+    ):
+        trainer.train(
             tiny_config("vae", epochs=2, learning_rate=1e30),
             workdir,
             data_dir=mnist_dir,
@@ -463,7 +467,7 @@ def test_nan_loss_stops_naming_the_metric_and_writes_no_checkpoint(mnist_dir, tm
 
 def test_sample_every_zero_writes_no_grids(mnist_dir, tmp_path):
     workdir = tmp_path / "run"
-    train.train(
+    trainer.train(
         tiny_config("wae_mmd", epochs=1),
         workdir,
         data_dir=mnist_dir,
@@ -485,60 +489,11 @@ def test_sample_every_zero_writes_no_grids(mnist_dir, tmp_path):
 def test_history_keeps_rows_up_to_the_checkpoint_and_drops_a_torn_row(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss\n1,3.5\n2,2.5\n3,1.5\n4,1.")  # epoch 4 torn by a kill
-    train._truncate_history(path, 2)
+    rundir.truncate_history(path, 2)
     assert path.read_text() == "epoch,loss\n1,3.5\n2,2.5\n"
-    train._append_history_row(path, {"epoch": 3, "loss": 1.25})
+    rundir.append_history_row(path, {"epoch": 3, "loss": 1.25})
     assert history_rows(tmp_path) == [
         {"epoch": "1", "loss": "3.5"},
         {"epoch": "2", "loss": "2.5"},
         {"epoch": "3", "loss": "1.25"},
     ]
-
-
-# ======================================================================================
-# visualize
-# ======================================================================================
-
-
-def test_to_uint8_maps_both_pixel_ranges_and_clips():
-    np.testing.assert_array_equal(
-        visualize.to_uint8(np.array([0.0, 0.5, 1.0, 1.2]), "unit"), [0, 128, 255, 255]
-    )
-    np.testing.assert_array_equal(
-        visualize.to_uint8(np.array([-1.5, -1.0, 0.0, 1.0]), "symmetric"), [0, 0, 128, 255]
-    )
-    with pytest.raises(ValueError, match="pixel_range"):
-        visualize.to_uint8(np.zeros(3), "0-255")
-
-
-def test_image_grid_places_images_row_by_row_with_gutters():
-    images = np.arange(1, 6, dtype=np.uint8)[:, None, None, None] * np.ones((5, 2, 3, 1), np.uint8)
-    grid = visualize.image_grid(images, rows=2, cols=3, pad=1, pad_value=0)
-    assert grid.shape == (2 * 2 + 1, 3 * 3 + 2, 1)
-    assert grid[0, 0, 0] == 1 and grid[0, 4, 0] == 2 and grid[3, 0, 0] == 4
-    assert grid[3, 4, 0] == 5 and grid[3, 8, 0] == 0  # image 5, then an empty cell
-    assert grid[2, :, 0].max() == 0  # the gutter row
-    with pytest.raises(ValueError, match="do not fit"):
-        visualize.image_grid(images, rows=1, cols=3)
-
-
-def test_interleave_rows_alternates_real_and_reconstructed_rows():
-    real = np.arange(6)[:, None, None, None] * np.ones((6, 1, 1, 1))
-    out = visualize.interleave_rows(real, real + 100, cols=3)
-    assert out[:, 0, 0, 0].tolist() == [0, 1, 2, 100, 101, 102, 3, 4, 5, 103, 104, 105]
-    with pytest.raises(ValueError, match="rows of 4"):
-        visualize.interleave_rows(real, real, cols=4)
-
-
-def test_save_png_round_trips_and_leaves_no_temporary_file(tmp_path):
-    grid = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
-    path = visualize.save_png(tmp_path / "sub" / "grid.png", grid)
-    with Image.open(path) as png:
-        np.testing.assert_array_equal(np.asarray(png), grid)
-    umask = os.umask(0)
-    os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
-    grey = visualize.save_png(tmp_path / "grey.png", grid[..., :1])
-    with Image.open(grey) as png:
-        assert png.mode == "L"
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["grey.png", "grid.png", "sub"]

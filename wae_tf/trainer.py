@@ -1,0 +1,603 @@
+"""Training as a library: load the data, build, pretrain, train or resume, finish.
+
+    train(config, workdir, ...)         train `config` in `workdir`, resuming what is there
+    load_trained_model(workdir)         the model of a finished (or unfinished) run
+    build_compiled_model(config, steps) a run's model, compiled: every variable built
+
+The command line (`python -m wae_tf.train`) is a thin shell over `train`; the workdir's
+files are described in `wae_tf.train`'s docstring and named by `wae_tf.rundir.RunPaths`.
+
+Errors a user can act on are `TrainError`s with a one-line message: `WorkdirError`
+(unusable or different run), `TrainingDivergedError` (NaN/inf), `NoSpaceError` (a file
+could not be written; the last checkpoint is intact), plus `wae_tf.data.DataError`.
+
+Backends: TensorFlow is imported only for `--distribution` / `--precision`
+(`wae_tf.distribute`), so training runs on JAX wherever the models support it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from absl import logging
+
+from wae_tf import checkpoints, configs, data, fileio, models, rundir
+from wae_tf.callbacks import (
+    Cadence,
+    EpochCheckpoint,
+    EpochSummary,
+    HistoryCSV,
+    NonFiniteGuard,
+    SampleGrids,
+    tensorboard_callbacks,
+)
+from wae_tf.configs import Config
+from wae_tf.rundir import RunPaths, TrainError, WorkdirError
+
+# Validation metrics are computed on the first min(1000, N_test) test images by default:
+# enough to watch progress at a small cost per epoch. Figures and FID use the full set.
+DEFAULT_EVAL_EXAMPLES = 1000
+
+
+class TrainingDivergedError(TrainError):
+    """A loss or metric became NaN or infinite; no checkpoint of that state was written."""
+
+
+class NoSpaceError(TrainError):
+    """A file of the run could not be written (full disk); the checkpoints are intact."""
+
+
+class NoFinalModelError(WorkdirError):
+    """A run has no final model (and no checkpoint was asked for, or there is none)."""
+
+    def __init__(self, message: str, latest_epoch: int | None):
+        super().__init__(message)
+        self.latest_epoch = latest_epoch
+
+
+# ======================================================================================
+# Data
+# ======================================================================================
+
+
+@dataclasses.dataclass
+class RunData:
+    """A run's images and where they came from (config.json's "data" record)."""
+
+    train: np.ndarray  # uint8 (N, H, W, C) in [0, 255]
+    eval: np.ndarray  # uint8 (M, H, W, C) in [0, 255]
+    provenance: dict[str, Any]
+
+
+class _ModelRangeView:
+    """uint8 images seen as float32 in the model's range, converted when indexed.
+
+    Lets encoder pretraining draw random batches without a 4x float copy of the data.
+    """
+
+    def __init__(self, images: np.ndarray, pixel_range: str):
+        self.images, self.pixel_range = images, pixel_range
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return data.to_model_range(self.images[index], self.pixel_range)
+
+
+def _split_rule(dataset: str, data_dir: Any, source: str) -> str:
+    if source == "tfds":
+        return "tensorflow-datasets splits 'train' / 'test'"
+    if dataset == "celeba":
+        return data.celeba_split_rule(data_dir)
+    return "standard IDX split: train = the 60,000 train images, test = the 10,000 t10k images"
+
+
+def load_data(
+    config: Config,
+    data_dir: str | os.PathLike | None,
+    source: str = "files",
+    train_examples: int | None = None,
+    eval_examples: int | None = None,
+) -> RunData:
+    """Train and test images as uint8, and where they came from. Writes nothing.
+
+    eval_examples None: the first min(DEFAULT_EVAL_EXAMPLES, N_test) test images.
+    """
+    start = time.time()
+    load = dict(source=source)
+    train_images = data.load_uint8(
+        config.dataset, data_dir, "train", num_examples=train_examples, **load
+    )
+    if eval_examples is None:
+        evaluation = data.load_uint8(config.dataset, data_dir, "test", **load)
+        evaluation = evaluation[:DEFAULT_EVAL_EXAMPLES]
+    else:
+        evaluation = data.load_uint8(
+            config.dataset, data_dir, "test", num_examples=eval_examples, **load
+        )
+    if train_images.shape[1:] != tuple(config.image_shape):
+        raise TrainError(
+            f"{config.dataset} images are {train_images.shape[1:]} but the config expects "
+            f"{tuple(config.image_shape)}"
+        )
+    steps = data.steps_per_epoch(len(train_images), config.batch_size)
+    provenance = {
+        "dataset": config.dataset,
+        "source": source,
+        "data_dir": None if data_dir is None else str(Path(data_dir).expanduser().resolve()),
+        "split_rule": _split_rule(config.dataset, data_dir, source),
+        "train_split": "train",
+        "eval_split": "test",
+        "train_size": len(train_images),
+        "eval_size": len(evaluation),
+        "train_examples": train_examples,
+        "eval_examples": eval_examples,
+        "batch_size": config.batch_size,
+        "steps_per_epoch": steps,
+        "pixel_range": config.pixel_range,
+    }
+    logging.info(
+        "data: %d train / %d test %s images %s (%s), %d steps per epoch, loaded in %.1f s",
+        len(train_images),
+        len(evaluation),
+        config.dataset,
+        train_images.shape[1:],
+        provenance["split_rule"],
+        steps,
+        time.time() - start,
+    )
+    return RunData(train_images, evaluation, provenance)
+
+
+# ======================================================================================
+# Devices, model, pretraining
+# ======================================================================================
+
+
+@dataclasses.dataclass(frozen=True)
+class _Devices:
+    strategy: Any  # a tf.distribute.Strategy, or None: the default device
+    chief: bool  # whether this process writes the workdir's files
+
+
+def _setup_devices(
+    distribution: str, num_gpus: int | None, precision: str, batch_size: int
+) -> _Devices:
+    """Set the dtype policy, make the strategy and check that the global batch splits.
+
+    Follows the contract of `wae_tf.distribute` (TensorFlow), which is imported only for
+    non-default settings. Writes no file.
+    """
+    if precision == "float32" and distribution == "none":
+        if keras.config.dtype_policy().name != "float32":
+            keras.config.set_dtype_policy("float32")
+        if num_gpus is not None:
+            logging.warning("num_gpus=%s is ignored without a --distribution", num_gpus)
+        return _Devices(strategy=None, chief=True)
+    from wae_tf import distribute
+
+    distribute.set_precision(precision)  # before any layer is built
+    try:
+        strategy = distribute.make_strategy(distribution, num_gpus)
+        distribute.check_global_batch(batch_size, strategy)
+    except ValueError as e:  # too many GPUs asked for, a batch that does not split, ...
+        raise TrainError(f"--distribution={distribution}: {e}") from e
+    chief = strategy is None or distribute.is_chief(strategy)
+    return _Devices(strategy=strategy, chief=chief)
+
+
+def build_compiled_model(config: Config, steps_per_epoch: int) -> keras.Model:
+    """The model of `config`, compiled with the per-epoch lr schedule of `steps_per_epoch`
+    steps; compiling builds every optimizer variable, so a checkpoint can be restored."""
+    model = models.build_model(config)
+    model.compile(steps_per_epoch=steps_per_epoch)
+    return model
+
+
+def _pretrain(model: keras.Model, train_images: np.ndarray, verbose: int, strategy=None) -> None:
+    """Encoder pretraining [code, e_pretrain], on the default device.
+
+    `pretraining.pretrain_encoder` runs its steps outside `strategy.run`, which mirrored
+    variables do not allow; under a strategy it therefore runs on an identical model
+    built outside it, whose state (encoder weights, BN statistics, seed generator) is then
+    copied over. Both models start equal: every initialiser is seeded by config.seed.
+    """
+    config = model.config
+    logging.info(
+        "encoder pretraining: up to %d steps on batches of %d [code, e_pretrain]",
+        config.pretrain_steps,
+        min(config.pretrain_batch_size, len(train_images)),
+    )
+    images = _ModelRangeView(train_images, config.pixel_range)
+    if strategy is None:
+        model.pretrain_encoder(images, verbose=verbose > 0)
+        return
+    single = models.build_model(config)
+    single.pretrain_encoder(images, verbose=verbose > 0)
+    for target, source in zip(model.variables, single.variables, strict=True):
+        target.assign(source.value)
+
+
+# ======================================================================================
+# Resume, fit, finish
+# ======================================================================================
+
+
+def _resume_or_start(
+    model: keras.Model,
+    paths: RunPaths,
+    run_data: RunData,
+    pretrain: bool,
+    verbose: int,
+    devices: _Devices,
+    keep_checkpoints: int,
+) -> tuple[int, float]:
+    """Restore the newest readable checkpoint, or pretrain a fresh model.
+
+    Returns (completed epochs, training seconds so far). The chief also tidies the
+    workdir: temporary files of a killed run, damaged checkpoints (moved aside), history
+    rows ahead of the checkpoint, surplus checkpoints, and DONE.json of a run being
+    extended.
+    """
+    chief = devices.chief
+    if chief:
+        rundir.remove_stale_temporaries(paths)
+        paths.done.unlink(missing_ok=True)  # extending a finished run: not finished any more
+    restored = checkpoints.restore_latest(model, paths, move_aside=chief)
+    if restored is None:
+        if chief:
+            rundir.truncate_history(paths.history, 0)
+        if pretrain and model.config.pretrain_encoder and model.config.penalty is not None:
+            _pretrain(model, run_data.train, verbose, devices.strategy)
+        return 0, 0.0
+    epoch, meta = restored
+    if chief:
+        rundir.truncate_history(paths.history, epoch)
+        checkpoints.prune(paths, keep_checkpoints)
+    logging.info("resuming from %s (epoch %d completed)", paths.checkpoint(epoch), epoch)
+    return epoch, float(meta.get("elapsed_s", 0.0))
+
+
+def _fit(
+    model: keras.Model,
+    paths: RunPaths,
+    run_data: RunData,
+    initial_epoch: int,
+    elapsed_before: float,
+    cadence: Cadence,
+    verbose: int,
+    chief: bool = True,
+) -> float:
+    """model.fit from `initial_epoch` to config.epochs. Returns the cumulative train time.
+
+    Only the chief gets the callbacks that write files.
+    """
+    config = model.config
+    train_ds = data.train_dataset(
+        run_data.train,
+        config.batch_size,
+        seed=config.seed,
+        pixel_range=config.pixel_range,
+        start_epoch=initial_epoch,
+    )
+    # Keras validates after the (1-based) epochs listed in validation_freq.
+    validated = [
+        e
+        for e in range(initial_epoch + 1, config.epochs + 1)
+        if Cadence.due(cadence.validate_every, e, config.epochs)
+    ]
+    eval_ds = None
+    if validated:
+        eval_ds = data.eval_dataset(
+            run_data.eval, config.batch_size, pixel_range=config.pixel_range
+        )
+    guard = NonFiniteGuard()
+    checkpoint = EpochCheckpoint(
+        paths,
+        guard,
+        elapsed_before,
+        cadence.checkpoint_every,
+        config.epochs,
+        keep=cadence.keep_checkpoints,
+    )
+    callbacks: list[keras.callbacks.Callback] = [guard]  # first: the others read guard.tripped
+    if chief:
+        callbacks += [
+            # before the checkpoint: a kill between the two leaves a row ahead of the
+            # checkpoint, which the resumed run drops (rundir.truncate_history)
+            HistoryCSV(paths.history, guard, validation=cadence.validate_every > 0),
+            checkpoint,
+            SampleGrids(paths.samples, cadence.sample_every, config.epochs, guard, run_data.eval),
+            *tensorboard_callbacks(paths.tensorboard),
+        ]
+    callbacks.append(EpochSummary(config.epochs))
+    logging.info(
+        "training %s on %s: epochs %d..%d of %d, %d steps each, workdir %s",
+        config.model,
+        config.dataset,
+        initial_epoch + 1,
+        config.epochs,
+        config.epochs,
+        run_data.provenance["steps_per_epoch"],
+        paths.root,
+    )
+    model.fit(
+        train_ds,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=run_data.provenance["steps_per_epoch"],
+        validation_data=eval_ds,
+        validation_freq=validated or 1,
+        # The streams have no static length: say how long each pass is (this also keeps
+        # Keras from warning that the evaluation input "ran out of data").
+        validation_steps=-(-len(run_data.eval) // config.batch_size) if validated else None,
+        shuffle=False,  # the stream is already shuffled per epoch [wae_tf.data]
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    if guard.tripped:
+        latest = checkpoints.latest(paths)
+        raise TrainingDivergedError(
+            f"training diverged: {guard.message}. Nothing of that state was saved; the last "
+            f"good checkpoint is {latest[1] if latest else 'none (no epoch completed)'}. "
+            "Try a lower --learning_rate or --penalty_weight."
+        )
+    return checkpoint.elapsed
+
+
+def _finish(
+    model: keras.Model, paths: RunPaths, epochs: int, train_seconds: float, wall_seconds: float
+) -> None:
+    """Write final.keras, then DONE.json (the marker that the run is complete).
+
+    final.keras holds the model without its optimizer (3x smaller: Adam keeps two moments
+    per weight); the last checkpoint keeps the optimizer for extending the run.
+    """
+    plain = models.build_model(model.config)
+    plain.set_weights(model.get_weights())
+    with fileio.atomic_path(paths.final_model, suffix=".keras") as tmp:
+        plain.save(tmp)
+    fileio.write_json(
+        paths.done,
+        {
+            "epochs": epochs,
+            "total_train_time_s": round(train_seconds, 3),
+            "this_invocation_s": round(wall_seconds, 3),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "final_model": paths.final_model.name,
+        },
+    )
+    logging.info(
+        "finished %d epochs: %.1f s of training in total (%.1f s in this invocation); %s",
+        epochs,
+        train_seconds,
+        wall_seconds,
+        paths.final_model,
+    )
+
+
+def _no_space_message(paths: RunPaths, error: BaseException) -> str:
+    """One line: what could not be written, the intact checkpoint, and what to do."""
+    while not isinstance(error, fileio.DiskFullError) and (error.__cause__ or error.__context__):
+        error = error.__cause__ or error.__context__
+    what = str(error) if isinstance(error, fileio.DiskFullError) else f"no space left ({error})"
+    latest = checkpoints.latest(paths)
+    if latest is None:
+        state = "no checkpoint was written yet"
+    else:
+        state = f"the last good checkpoint is epoch {latest[0]} ({latest[1]}), intact"
+    return f"{what}; {state}. Free some space and rerun the same command to resume"
+
+
+def load_trained_model(workdir: str | os.PathLike, allow_unfinished: bool = False) -> keras.Model:
+    """The trained model of a finished run in `workdir` (its final.keras), uncompiled.
+
+    allow_unfinished=True: for a run still in progress, the model of its newest readable
+    checkpoint (built from config.json; weights, BN statistics and seed state restored;
+    the workdir is not modified). NoFinalModelError when there is nothing to load.
+    """
+    paths = RunPaths(Path(workdir).expanduser().absolute())
+    if paths.final_model.is_file():
+        return keras.saving.load_model(paths.final_model, compile=False)
+    latest = checkpoints.latest(paths)
+    record = rundir.read_json(paths.config)
+    if not allow_unfinished or latest is None or record is None:
+        state = f"latest checkpoint: epoch {latest[0]}" if latest else "no checkpoint"
+        hint = " or load its latest checkpoint with allow_unfinished=True" if latest else ""
+        raise NoFinalModelError(
+            f"{paths.root} has no final model ({state}); rerun the training command to "
+            f"finish it{hint}",
+            latest[0] if latest else None,
+        )
+    model = build_compiled_model(
+        Config.from_dict(record["config"]), record["data"]["steps_per_epoch"]
+    )
+    checkpoints.restore_latest(model, paths, move_aside=False)
+    return model
+
+
+# ======================================================================================
+# train
+# ======================================================================================
+
+
+def check_settings(
+    distribution: str,
+    precision: str,
+    sample_every: int,
+    checkpoint_every: int,
+    validate_every: int,
+    keep_checkpoints: int = checkpoints.DEFAULT_KEEP,
+) -> None:
+    """ValueError naming the first invalid setting of `train`."""
+    if distribution not in configs.DISTRIBUTIONS:
+        raise ValueError(
+            f"distribution must be one of {configs.DISTRIBUTIONS}, got {distribution!r}"
+        )
+    if precision not in configs.PRECISIONS:
+        raise ValueError(f"precision must be one of {configs.PRECISIONS}, got {precision!r}")
+    if sample_every < 0:
+        raise ValueError(f"sample_every must be >= 0 (0: no sample grids), got {sample_every}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if validate_every < 0:
+        raise ValueError(f"validate_every must be >= 0 (0: no validation), got {validate_every}")
+    if keep_checkpoints < 1:
+        raise ValueError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
+
+
+def train(
+    config: Config,
+    workdir: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    data_source: str = "files",
+    train_examples: int | None = None,
+    eval_examples: int | None = None,
+    pretrain: bool = True,
+    sample_every: int = 1,
+    checkpoint_every: int = 1,
+    validate_every: int = 1,
+    keep_checkpoints: int = checkpoints.DEFAULT_KEEP,
+    distribution: str = "none",
+    num_gpus: int | None = None,
+    precision: str = "float32",
+    verbose: int = 1,
+) -> keras.Model:
+    """Train `config` for `config.epochs` epochs in `workdir`, resuming what is there.
+
+    Args:
+      config: the resolved run config (`configs.get_config(...)` plus overrides); its
+        `epochs` is the target number of epochs, all other fields must match a run already
+        in `workdir` (else WorkdirError).
+      workdir: the run's folder (created if needed; see `wae_tf.train`'s docstring).
+      data_dir, data_source: where the images are (`wae_tf.data.load_uint8`).
+      train_examples: keep the first N training images (smoke runs); default all.
+      eval_examples: validation on the first N test images; default min(1000, N_test).
+      pretrain: run the encoder pretraining [code] on a fresh start when the config asks
+        for it (WAE presets do, VAE presets do not).
+      sample_every: write sample/reconstruction PNGs every this many epochs and after the
+        last one; 0 disables them.
+      checkpoint_every: write a checkpoint every this many epochs and after the last one
+        (>= 1). An interrupted run resumes from the latest checkpoint, so it repeats at
+        most `checkpoint_every - 1` completed epochs; the math is unchanged (data order and
+        RNG state are part of the checkpoint).
+      validate_every: evaluate on the test images every this many epochs and after the
+        last one; 0 disables validation. history.csv leaves the val_ cells of the other
+        epochs empty.
+      keep_checkpoints: how many of the newest checkpoints stay on disk (>= 1). A damaged
+        latest one is moved aside (`<name>.corrupt`) and the run resumes from the one
+        before it.
+      distribution, num_gpus, precision: "none" | "mirrored" | "multi_worker", the number
+        of GPUs (None: all visible), and "float32" | "mixed_bfloat16" | "mixed_float16";
+        non-defaults go through `wae_tf.distribute` (TensorFlow).
+      verbose: Keras's progress bar (1), one line per epoch (2) or none (0).
+
+    Returns:
+      The trained model. A finished run (DONE.json with >= config.epochs epochs) is not
+      retrained: its final model is loaded and returned.
+
+    Raises:
+      WorkdirError (unwritable workdir, different run there, no readable checkpoint),
+      wae_tf.data.DataError (bad data; nothing is written then), TrainingDivergedError
+      (NaN/inf loss), NoSpaceError (a full disk; the last checkpoint is intact).
+    """
+    check_settings(
+        distribution, precision, sample_every, checkpoint_every, validate_every, keep_checkpoints
+    )
+    cadence = Cadence(sample_every, checkpoint_every, validate_every, keep_checkpoints)
+    paths = RunPaths(Path(workdir).expanduser().absolute())
+    try:
+        return _train(
+            config,
+            paths,
+            cadence,
+            data_dir=data_dir,
+            data_source=data_source,
+            train_examples=train_examples,
+            eval_examples=eval_examples,
+            pretrain=pretrain,
+            devices=(distribution, num_gpus, precision),
+            verbose=verbose,
+        )
+    except OSError as e:
+        if not fileio.is_disk_full(e):
+            raise
+        raise NoSpaceError(_no_space_message(paths, e)) from e
+
+
+def _train(
+    config: Config,
+    paths: RunPaths,
+    cadence: Cadence,
+    *,
+    data_dir: str | os.PathLike | None,
+    data_source: str,
+    train_examples: int | None,
+    eval_examples: int | None,
+    pretrain: bool,
+    devices: tuple[str, int | None, str],
+    verbose: int,
+) -> keras.Model:
+    """`train` after its argument checks; `devices`: (distribution, num_gpus, precision)."""
+    invocation_start = time.time()
+    rundir.check_workdir_usable(paths.root)
+    distribution, num_gpus, precision = devices
+    setup = _setup_devices(distribution, num_gpus, precision, config.batch_size)
+    replicas = setup.strategy.num_replicas_in_sync if setup.strategy is not None else 1
+    if replicas > 1:  # the paper's BN statistics are over the whole batch: synchronise them
+        logging.info("%d replicas: batch-norm statistics synchronised across them", replicas)
+        config = config.replace(sync_batch_norm=True)
+    previous = rundir.read_json(paths.config)
+    if previous is not None:
+        rundir.check_same_run(previous, config, paths.root)
+    finished = rundir.read_json(paths.done)
+    if finished is not None and paths.final_model.is_file():
+        if finished.get("epochs", 0) >= config.epochs:
+            logging.info(
+                "%s already finished %d epochs (>= %d requested): not retraining; loading %s",
+                paths.root,
+                finished["epochs"],
+                config.epochs,
+                paths.final_model.name,
+            )
+            return load_trained_model(paths.root)
+
+    run_data = load_data(config, data_dir, data_source, train_examples, eval_examples)
+    if previous is not None:
+        rundir.check_same_data(previous, run_data.provenance, paths.root)
+    # Everything above wrote nothing; from here on the workdir is created and updated
+    # (by the chief only, under multi-worker training: the workdir must be shared).
+    chief = setup.chief
+    if chief:
+        rundir.create_workdir(paths.root)
+    with rundir.workdir_lock(paths.root) if chief else contextlib.nullcontext():
+        if chief:
+            settings = {"distribution": distribution, "num_gpus": num_gpus, "precision": precision}
+            rundir.write_run_record(paths, config, run_data.provenance, previous, settings)
+        steps = run_data.provenance["steps_per_epoch"]
+        with setup.strategy.scope() if setup.strategy else contextlib.nullcontext():
+            model = build_compiled_model(config, steps)
+        initial_epoch, elapsed = _resume_or_start(
+            model, paths, run_data, pretrain, verbose, setup, cadence.keep_checkpoints
+        )
+        if initial_epoch < config.epochs:
+            elapsed = _fit(model, paths, run_data, initial_epoch, elapsed, cadence, verbose, chief)
+        else:
+            logging.warning(
+                "the latest checkpoint is at epoch %d >= %d requested: finishing without training",
+                initial_epoch,
+                config.epochs,
+            )
+        if chief:
+            epochs_done = max(initial_epoch, config.epochs)
+            _finish(model, paths, epochs_done, elapsed, time.time() - invocation_start)
+    return model
