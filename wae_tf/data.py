@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 import zlib
 from collections.abc import Iterator, Sequence
@@ -40,6 +39,7 @@ from typing import Any, get_args
 
 import numpy as np
 
+from wae_tf import fileio
 from wae_tf.configs import DATASETS, PIXEL_RANGES, DataSource
 
 logger = logging.getLogger(__name__)
@@ -675,19 +675,9 @@ def _decode_all(paths: Sequence[Path]) -> np.ndarray:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    """Write via a temporary file in the same folder + os.replace: never a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache is ordinary readable data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write the cache atomically (`fileio.atomic_path`): never a half-written cache."""
+    with fileio.atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 # ======================================================================================

@@ -48,6 +48,7 @@ from typing import Protocol
 
 import numpy as np
 
+from wae_tf import fileio
 from wae_tf.metrics import frechet_distance, gaussian_statistics
 
 __all__ = [
@@ -261,7 +262,7 @@ def download_inception_graph(
 
     Returns the path of the .pb (immediately, if it is already there). Needs
     internet access; fails with ``ConnectionError`` after ``timeout`` seconds
-    otherwise. The file is written atomically (temporary name, then rename).
+    otherwise. The file is written atomically (``wae_tf.fileio.atomic_path``).
     """
     dest = Path(dest_dir)
     target = dest / GRAPH_FILENAME
@@ -287,10 +288,8 @@ def download_inception_graph(
                 raise ValueError(f"{url} does not contain {GRAPH_FILENAME}")
             src = tar.extractfile(member)
             assert src is not None
-            partial = Path(tmp) / (GRAPH_FILENAME + ".part")
-            with src, open(partial, "wb") as f:
+            with src, fileio.atomic_path(target) as partial, open(partial, "wb") as f:
                 shutil.copyfileobj(src, f)
-        os.replace(partial, target)
     return target
 
 

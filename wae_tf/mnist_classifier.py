@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from wae_tf import fileio
 from wae_tf.metrics import frechet_distance
 
 __all__ = [
@@ -149,8 +150,8 @@ def get_or_train_classifier(
 
     The cache is ``<cache_dir>/mnist_lenet_e{epochs}_b{batch}_s{seed}_n{num_train}.keras``
     plus a ``.json`` sidecar (test accuracy on the 10k test split, settings,
-    training seconds, versions). Both are written atomically (temporary file,
-    then ``os.replace``), sidecar last, and the cache counts as present only
+    training seconds, versions). Both are written atomically
+    (``wae_tf.fileio``), sidecar last, and the cache counts as present only
     when both exist.
 
     Args:
@@ -207,17 +208,9 @@ def get_or_train_classifier(
         "cpu_count": os.cpu_count(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp_model = cache / f".{name}.{os.getpid()}.tmp.keras"
-    tmp_info = cache / f".{name}.{os.getpid()}.tmp.json"
-    try:
-        model.save(tmp_model)
-        tmp_info.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp_model, model_path)
-        os.replace(tmp_info, info_path)
-    finally:
-        for p in (tmp_model, tmp_info):
-            p.unlink(missing_ok=True)
+    with fileio.atomic_path(model_path, suffix=".keras") as tmp:
+        model.save(tmp)
+    fileio.write_json(info_path, info, sort_keys=True)
     return TrainedClassifier(model=model, info=info, path=model_path, trained_now=True)
 
 

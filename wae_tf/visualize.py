@@ -15,22 +15,12 @@ No TensorFlow or Keras import: anything with `__array__` (numpy, Keras tensors) 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from wae_tf import fileio
 from wae_tf.configs import PIXEL_RANGES
-
-
-def _file_mode() -> int:
-    """The mode a plainly created file gets: 0o666 minus the process's umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_FILE_MODE = _file_mode()
 
 
 def to_uint8(images, pixel_range: str) -> np.ndarray:
@@ -103,8 +93,9 @@ def interleave_rows(real, reconstructed, cols: int) -> np.ndarray:
 def save_png(path: str | os.PathLike, grid) -> Path:
     """Write a uint8 (H, W), (H, W, 1) or (H, W, 3) array as a PNG, atomically.
 
-    The image goes to a temporary file in the same folder first and is renamed into place,
-    so a reader (or a run killed mid-write) never sees a truncated PNG. Returns the path.
+    The image goes to a temporary file in the same folder first and is renamed into place
+    (`fileio.atomic_path`), so a reader (or a run killed mid-write) never sees a truncated
+    PNG; a full disk raises `fileio.DiskFullError` naming the file. Returns the path.
     """
     from PIL import Image
 
@@ -116,14 +107,6 @@ def save_png(path: str | os.PathLike, grid) -> Path:
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
         raise ValueError(f"save_png needs (H, W), (H, W, 1) or (H, W, 3), got {array.shape}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array).save(f, format="PNG")
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; use the usual umask mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with fileio.atomic_path(path, suffix=".png") as tmp, open(tmp, "wb") as f:
+        Image.fromarray(array).save(f, format="PNG")
     return path
