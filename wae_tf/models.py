@@ -136,7 +136,7 @@ class _AutoEncoderBase(keras.Model):
     def _update_trackers(self, terms: dict):
         for tracker in self.metrics:
             tracker.update_state(terms[tracker.name])
-        return {tracker.name: tracker.result() for tracker in self.metrics}
+        return replicas.reducible_logs({tracker.name: tracker.result() for tracker in self.metrics})
 
     def _tensorflow_step(self, loss_fn, variables, optimizer):
         """One gradient step on `variables`, TensorFlow backend. Returns loss_fn's terms."""

@@ -66,3 +66,24 @@ def local_rows(draw, n):
     local = rows[offset : offset + tf.cast(n, tf.int32)]
     local.set_shape([None, *rows.shape[1:]])
     return local
+
+
+def reducible_logs(logs: dict) -> dict:
+    """The step's logs in the shape Keras can reduce across the workers of a cluster.
+
+    With several workers, Keras 3's `fit` reduces every log value with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on the scalars a train step
+    returns ("Invalid reduction dimension 0 for input with 0 dimensions";
+    tensorflow/tensorflow#72388). A leading axis of length 1 makes that reduction the mean
+    over the replicas, a scalar again. Everywhere else the logs are returned as they are.
+    """
+    context = _replica_context()
+    if context is None:
+        return logs
+    import tensorflow as tf
+
+    strategy = context.strategy
+    local_replicas = len(strategy.extended.worker_devices)
+    if context.num_replicas_in_sync <= local_replicas:  # one worker: Keras reduces fine
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
