@@ -6,7 +6,7 @@
         --inception_graph=/path/to/classify_image_graph_def.pb        # Table 1 (FID, sharpness)
 
 Each script trains VAE, WAE-MMD and WAE-GAN with the paper's configs (or reuses finished runs
-in `--workdir`, see `wae_tf.train`), then writes its figure / table with the numbers and the
+in `--workdir`, see `wae_tf.trainer`), then writes its figure / table with the numbers and the
 run's provenance to `--out_dir` (default `results/`). `--quick` trains tiny nets on a few
 hundred images for a smoke test; every output states its scale ("REDUCED SCALE: ..." or
 "paper scale"), so a reduced result cannot be mistaken for a paper-scale one.

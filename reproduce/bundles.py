@@ -49,9 +49,10 @@ from absl import logging
 from reproduce.options import MODEL_LABELS, MODELS, Options, ReproError
 from reproduce.outputs import json_bytes, process_provenance
 from reproduce.panels import PANEL_ROWS, PANEL_SEED_OFFSET, SAMPLE_SEED_OFFSET, panel_shapes
-from reproduce.runs import TrainedRun, read_history, split_rule_text
+from reproduce.runs import TrainedRun, split_rule_text
 from reproduce.scale import Scale, describe_scale
 from wae_tf import fileio
+from wae_tf.rundir import read_history
 
 BUNDLE_FORMAT = 1
 KINDS = {"mnist": "figure2", "celeba": "figure3_table1"}  # dataset -> bundle kind
@@ -66,7 +67,7 @@ JSON_BYTES = 64 * 1024
 # Zip and .npy headers of three arrays, and deflate's worst case on incompressible data
 # (5 bytes per 16 KiB block: < 1 KiB for CelebA's 2 MB of panels).
 NPZ_OVERHEAD_BYTES = 4096
-# The fields of a run's data record (config.json "data", `wae_tf.train`) that say which
+# The fields of a run's data record (config.json "data", `wae_tf.rundir`) that say which
 # images it trained and validated on; the record's data_dir is a path, which may differ.
 RUN_DATA_IDENTITY = ("source", "split_rule", "train_split", "eval_split", "train_size", "eval_size")
 

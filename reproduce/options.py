@@ -67,13 +67,13 @@ class Options:
     num_samples: int  # model samples (and real images) for the sample metrics
     inception_graph: Path | None = None
     fid_features: str = "ttur"
-    verbose: int = 2  # wae_tf.train: 2 = one line per epoch, 0 = quiet
+    verbose: int = 2  # wae_tf.trainer.train: 2 = one line per epoch, 0 = quiet
     command_line: str = ""
     models: tuple[str, ...] = MODELS  # --models: train / evaluate these, one bundle each
     assemble: tuple[Path, ...] = ()  # --assemble: bundle folders to assemble (no training)
     allow_mixed_bundles: bool = False
     allow_partial_bundles: bool = False
-    # Passed straight to wae_tf.train.train. sample_every None: max(1, epochs // 10).
+    # Passed straight to wae_tf.trainer.train. sample_every None: max(1, epochs // 10).
     sample_every: int | None = None
     checkpoint_every: int = 1
     validate_every: int = 1
@@ -167,18 +167,18 @@ def define_flags(flag_values: flags.FlagValues, *, fid: bool) -> None:
     flags.DEFINE_integer(
         "sample_every",
         None,
-        "wae_tf.train: epochs between sample PNGs in the run folder (0: none; "
+        "wae_tf.trainer: epochs between sample PNGs in the run folder (0: none; "
         "default max(1, epochs // 10)).",
         lower_bound=0,
         **fv,
     )
     flags.DEFINE_integer(
-        "checkpoint_every", 1, "wae_tf.train: epochs between checkpoints.", lower_bound=1, **fv
+        "checkpoint_every", 1, "wae_tf.trainer: epochs between checkpoints.", lower_bound=1, **fv
     )
     flags.DEFINE_integer(
         "validate_every",
         1,
-        "wae_tf.train: epochs between validations (0: none).",
+        "wae_tf.trainer: epochs between validations (0: none).",
         lower_bound=0,
         **fv,
     )
@@ -280,10 +280,10 @@ def parse_args(argv: Sequence[str], dataset: str, *, fid: bool) -> Options:
 def exit_on_error(program: str, work: Callable[[], Any]) -> Any:
     """Run `work`; a known error (a bad flag or folder, bad data, a failed training run, a
     full disk) becomes one line on stderr and exit status 1."""
-    from wae_tf import data, fileio, train
+    from wae_tf import data, fileio, trainer
 
     try:
         return work()
-    except (ReproError, data.DataError, train.TrainError, fileio.DiskFullError) as e:
+    except (ReproError, data.DataError, trainer.TrainError, fileio.DiskFullError) as e:
         print(f"{program}: error: {e}", file=sys.stderr)
         sys.exit(1)

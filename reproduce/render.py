@@ -169,7 +169,7 @@ def _show_grid(ax, grid: np.ndarray) -> None:
 
 def _plot_history(ax, history: list[dict[str, float]]) -> None:
     """c ("reconstruction") and the objective ("loss") per epoch; train solid, test dashed
-    (wae_tf.train validates on the first min(1000, N) test images). Log y when positive."""
+    (wae_tf.trainer validates on the first min(1000, N) test images). Log y when positive."""
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]

@@ -1,7 +1,7 @@
 """The training runs behind a figure: their configs and folders, training them, what they say.
 
 `train_model` trains one model with the paper's preset (shrunk by --width, --epochs,
---quick) through `wae_tf.train.train`, or reuses its finished run, in
+--quick) through `wae_tf.trainer.train`, or reuses its finished run, in
 <workdir>/<run_group>/<model>, and returns a `TrainedRun`: the model and what its run
 folder records (`wae_tf.rundir.RunPaths` names the files). Also here: the test images the
 reported numbers use (`load_test_images`) and the one line that names the data split.
@@ -9,7 +9,6 @@ reported numbers use (`load_test_images`) and the one line that names the data s
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from absl import logging
 from reproduce.options import MODEL_LABELS, QUICK, Options, ReproError
 from reproduce.scale import paper_config
 from wae_tf import fileio
-from wae_tf.rundir import RunPaths
+from wae_tf.rundir import RunPaths, read_history
 
 
 @dataclasses.dataclass
@@ -100,9 +99,9 @@ def run_config(options: Options, model: str):
 def run_group(options: Options) -> str:
     """The folder under --workdir for this scale: "mnist" at paper scale, else tagged.
 
-    Every setting that makes a run different (other than the epochs, which `wae_tf.train`
-    may extend) is in the name, so runs of different scales never collide:
-    e.g. "mnist", "mnist_w32_n20000", "celeba_quick_w8_n300".
+    Every setting that makes a run different (other than the epochs, which
+    `wae_tf.trainer.train` may extend) is in the name, so runs of different scales never
+    collide: e.g. "mnist", "mnist_w32_n20000", "celeba_quick_w8_n300".
     """
     parts = [options.dataset]
     if options.quick:
@@ -121,7 +120,7 @@ def run_dir(options: Options, model: str) -> Path:
 
 
 def train_settings(options: Options, config) -> dict[str, Any]:
-    """The keyword arguments of `wae_tf.train.train` besides config and workdir."""
+    """The keyword arguments of `wae_tf.trainer.train` besides config and workdir."""
     sample_every = options.sample_every
     return {
         "data_dir": options.data_dir,
@@ -135,7 +134,7 @@ def train_settings(options: Options, config) -> dict[str, Any]:
 
 def train_model(options: Options, name: str) -> TrainedRun:
     """Train (or reuse the finished run of) one model."""
-    from wae_tf import train
+    from wae_tf import trainer
 
     config = run_config(options, name)
     workdir = run_dir(options, name)
@@ -147,7 +146,7 @@ def train_model(options: Options, name: str) -> TrainedRun:
         workdir,
     )
     start = time.time()
-    model = train.train(config, workdir, **train_settings(options, config))
+    model = trainer.train(config, workdir, **train_settings(options, config))
     logging.info("%s ready (%.1f s)", MODEL_LABELS[name], time.time() - start)
     paths = RunPaths(workdir)
     return TrainedRun(
@@ -159,17 +158,6 @@ def train_model(options: Options, name: str) -> TrainedRun:
         done=_read_run_file(paths.done),
         history=read_history(paths.history),
     )
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    """history.csv rows as floats (empty cells dropped); [] when there is no file."""
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [
-            {k: float(v) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(f)
-        ]
 
 
 def _read_run_file(path: Path) -> dict[str, Any]:

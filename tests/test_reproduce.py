@@ -378,7 +378,7 @@ def test_assembly_refuses_two_bundles_of_one_model_and_bundles_of_another_kind(
 
 
 def test_cadence_flags_pass_straight_through_to_train(tmp_path, monkeypatch):
-    from wae_tf import train
+    from wae_tf import trainer
 
     seen = {}
 
@@ -388,8 +388,8 @@ def test_cadence_flags_pass_straight_through_to_train(tmp_path, monkeypatch):
         seen.update(kwargs, epochs=config.epochs)
         raise ReproError("stop")
 
-    real_train = train.train
-    monkeypatch.setattr(train, "train", spy)
+    real_train = trainer.train
+    monkeypatch.setattr(trainer, "train", spy)
     argv = ["figure2", "--quick", f"--workdir={tmp_path}", "--models=vae", "--epochs=30"]
     flagged = [*argv, "--checkpoint_every=3", "--validate_every=0", "--sample_every=7"]
     with pytest.raises(ReproError, match="stop"):
