@@ -2,6 +2,9 @@
 
     python -m wae_tf.export --workdir runs/mnist_wae_mmd --export_dir models/wae_mnist/1
 
+`--workdir` is a finished training run (its final.keras), a run in progress with
+`--allow_unfinished` (its newest readable checkpoint), or a `.keras` file of a wae_tf model.
+
 `--export_dir` is TF Serving's `<model base path>/<model name>/<version>` layout. An
 existing version is refused unless `--overwrite`; the SavedModel is written to a hidden
 temporary folder beside it and renamed into place, so neither TF Serving (which watches
@@ -28,7 +31,6 @@ records it with the rest of the model's config. H, W, C, d_z: (28, 28, 1), 8 for
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -37,6 +39,7 @@ from pathlib import Path
 import keras
 from absl import app, flags, logging
 
+from wae_tf import fileio, trainer
 from wae_tf.configs import Config
 
 PIXEL_RANGES = {"unit": "[0, 1]", "symmetric": "[-1, 1]"}
@@ -51,13 +54,13 @@ class ExportError(RuntimeError):
 # --- Loading a trained model --------------------------------------------------------------
 
 
-def load_model(workdir: str | Path) -> keras.Model:
+def load_model(workdir: str | Path, allow_unfinished: bool = False) -> keras.Model:
     """The trained model of a training run, or of a `.keras` file.
 
-    A folder is a training run of `python -m wae_tf.train`: its `final.keras`, or for a
-    run still in progress the model of its latest checkpoint
-    (`wae_tf.train.load_trained_model(workdir, allow_unfinished=True)`). Raises
-    ExportError saying what was looked for when there is nothing to load.
+    A folder is a training run of `python -m wae_tf.train`: its `final.keras`, or with
+    `allow_unfinished` for a run still in progress the model of its newest readable
+    checkpoint (`wae_tf.trainer.load_trained_model`). Raises ExportError saying what was
+    looked for when there is nothing to load.
     """
     path = Path(workdir).expanduser()
     if not path.exists():
@@ -65,14 +68,24 @@ def load_model(workdir: str | Path) -> keras.Model:
     if path.is_file():
         if path.suffix != ".keras":
             raise ExportError(f"{path} is neither a training workdir nor a .keras model file")
+        # wae_tf.models (imported with wae_tf.trainer) registers the model classes.
         return keras.saving.load_model(path, compile=False)
     if not any(path.iterdir()):
         raise ExportError(f"workdir {path} is empty: no trained model to export")
-    from wae_tf import train
-
     try:
-        return train.load_trained_model(path, allow_unfinished=True)
-    except train.TrainError as error:
+        return trainer.load_trained_model(path, allow_unfinished=allow_unfinished)
+    except trainer.NoFinalModelError as error:
+        state = "no checkpoint either"
+        if error.latest_epoch is not None:
+            state = (
+                f"its latest checkpoint is epoch {error.latest_epoch}: pass --allow_unfinished "
+                "to export that"
+            )
+        raise ExportError(
+            f"nothing to export in {path}: no final model (rerun the training command to "
+            f"finish the run); {state}"
+        ) from error
+    except trainer.TrainError as error:
         raise ExportError(f"nothing to export in {path}: {error}") from error
 
 
@@ -153,7 +166,8 @@ def export_saved_model(
 ) -> Path:
     """Write `model` as a SavedModel to `export_dir` atomically; returns the path.
 
-    Raises ExportError if `export_dir` exists and `overwrite` is False.
+    Raises ExportError if `export_dir` exists and `overwrite` is False, or when the disk
+    is full (nothing is exported then: the partial copy is removed).
     """
     config = _config(model)
     target = Path(export_dir).expanduser()
@@ -175,10 +189,29 @@ def export_saved_model(
         build_archive(model, include_sample).write_out(str(saved), verbose=False)
         _write_metadata(saved, config, include_sample)
         _replace(saved, target)
+    except Exception as error:
+        if not _is_disk_full(error):
+            raise
+        raise ExportError(
+            f"no space left to write the SavedModel to {target}; nothing was exported (the "
+            "partial copy was removed). Free some space and rerun the same command"
+        ) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logging.info("exported %s (signatures %s)", target, ", ".join(_signatures(include_sample)))
     return target
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    """A full disk, as Python (ENOSPC) or TensorFlow's file writer (an OpError) says it."""
+    if fileio.is_disk_full(error):
+        return True
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return False
+    full = ("No space left on device", "Disk quota exceeded")
+    return isinstance(error, tf.errors.OpError) and any(m in str(error) for m in full)
 
 
 def _signatures(include_sample: bool) -> list[str]:
@@ -196,9 +229,7 @@ def _write_metadata(saved: Path, config: Config, include_sample: bool) -> None:
         "signatures": _signatures(include_sample),
         "config": config.to_dict(),
     }
-    path = saved / METADATA_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metadata, indent=2) + "\n")
+    fileio.write_json(saved / METADATA_FILE, metadata)
 
 
 def _replace(source: Path, target: Path) -> None:
@@ -227,6 +258,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_bool("overwrite", False, "Replace an existing export_dir.", **fv)
     flags.DEFINE_bool("sample", True, "Also export the `sample` signature.", **fv)
+    flags.DEFINE_bool(
+        "allow_unfinished",
+        False,
+        "Export a run still in progress (no final.keras yet): its newest readable checkpoint.",
+        **fv,
+    )
     flags.mark_flags_as_required(["workdir", "export_dir"], **fv)
 
 
@@ -238,7 +275,7 @@ def main(argv: list[str]) -> None:
         target = Path(values.export_dir)
         if target.exists() and not values.overwrite:  # before the slow model load
             raise ExportError(f"{target} already exists; pass --overwrite to replace it")
-        model = load_model(values.workdir)
+        model = load_model(values.workdir, allow_unfinished=values.allow_unfinished)
         logging.info(
             "loaded %s: %s on %s", values.workdir, model.config.model, model.config.dataset
         )
