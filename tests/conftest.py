@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import subprocess
@@ -38,6 +39,14 @@ def run_python(*args: str, timeout: float = 300, **variables: str) -> subprocess
     )
 
 
+def tiny_config(model: str = "wae_mmd", epochs: int = 1, **overrides):
+    """The CLI's `--width=4 --batch_size=50` MNIST config, as `config_from_flags` resolves it."""
+    from wae_tf import configs
+
+    config = configs.tiny(configs.get_config("mnist", model), 4)
+    return config.replace(batch_size=50, epochs=epochs, **overrides)
+
+
 def tiny_mnist_run_flags(mnist_dir: Path, workdir: Path, model: str = "wae_gan") -> list[str]:
     """`python -m wae_tf.train` flags of a seconds-long run: 4-wide nets, 100 images."""
     return [
@@ -51,6 +60,39 @@ def tiny_mnist_run_flags(mnist_dir: Path, workdir: Path, model: str = "wae_gan")
         "--batch_size=50",
         "--verbose=2",
     ]
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A freshly mounted 8 MiB tmpfs (a real file system that runs out of space: ENOSPC);
+    unmounted afterwards. Skips where mounting is not allowed (it needs root)."""
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except OSError as e:
+        pytest.skip(f"cannot mount a tmpfs here ({e})")
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'mount failed'})")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
+
+
+def fill_disk(folder: Path, leave: int = 0) -> Path:
+    """Write folder/filler.bin so that about `leave` bytes stay free on its file system."""
+    stat = os.statvfs(folder)
+    filler = folder / "filler.bin"
+    size = max(0, stat.f_bavail * stat.f_frsize - leave)
+    try:
+        with open(filler, "wb") as f:
+            f.write(b"\0" * size)
+    except OSError as e:  # the estimate overshot by the file's own metadata: full anyway
+        if e.errno != errno.ENOSPC:
+            raise
+    return filler
 
 
 def shared_data_root() -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fill_disk
 
 from wae_tf import configs, export, models
 
@@ -269,3 +270,60 @@ def test_export_stores_each_variable_once(model, export_dir):
     values = sum(int(np.prod(shape)) for name, shape in stored if "VARIABLE_VALUE" in name)
     # encoder + decoder, BN moving statistics included (no adversary, no optimizer).
     assert values == model.encoder.count_params() + model.decoder.count_params()
+
+
+def test_cli_exports_a_keras_file_and_plain_keras_loads_it_after_import_wae_tf(model, tmp_path):
+    path = tmp_path / "run" / "final.keras"
+    path.parent.mkdir()
+    model.save(path)
+    target = tmp_path / "models" / "wae_mnist" / "1"
+    run = _cli(f"--workdir={path}", f"--export_dir={target}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"exported {target}" in run.stdout
+    # `import wae_tf` (any module of it, before or after Keras) registers the classes.
+    for imports in ("import wae_tf, keras", "import keras, wae_tf.fileio"):
+        code = f"{imports}; print(type(keras.saving.load_model({str(path)!r})).__name__)"
+        loaded = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+        )
+        assert loaded.returncode == 0, loaded.stderr[-3000:]
+        assert loaded.stdout.split() == ["WAE"]
+
+
+def test_cli_exports_an_unfinished_run_only_with_allow_unfinished(model, tmp_path):
+    from wae_tf import checkpoints, fileio, rundir
+
+    paths = rundir.RunPaths(tmp_path / "run")
+    config = model.config.to_dict()
+    fileio.write_json(paths.config, {"config": config, "data": {"steps_per_epoch": 1}})
+    checkpoints.save(model, paths.checkpoint(3), {"epoch": 3})
+    target = tmp_path / "models" / "wae_mnist" / "1"
+    refused = _cli(f"--workdir={paths.root}", f"--export_dir={target}")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"wae_tf.export: error: nothing to export in {paths.root}: no final model (rerun the "
+        "training command to finish the run); its latest checkpoint is epoch 3: pass "
+        "--allow_unfinished to export that"
+    )
+    assert not target.parent.exists()
+
+    run = _cli(f"--workdir={paths.root}", f"--export_dir={target}", "--allow_unfinished")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (target / "saved_model.pb").is_file()
+
+
+def test_full_disk_is_one_error_line_and_leaves_no_partial_export(model, small_tmpfs):
+    fill_disk(small_tmpfs, leave=64 << 10)
+    target = small_tmpfs / "models" / "wae_mnist" / "1"
+    with pytest.raises(export.ExportError) as caught:
+        export.export_saved_model(model, target)
+    assert str(caught.value) == (
+        f"no space left to write the SavedModel to {target}; nothing was exported (the "
+        "partial copy was removed). Free some space and rerun the same command"
+    )
+    assert list(target.parent.iterdir()) == []

@@ -21,19 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from absl import flags
-from conftest import python_env, run_python
+from conftest import python_env, run_python, tiny_config
 from PIL import Image
 
 from wae_tf import callbacks, checkpoints, configs, data, rundir, train, trainer
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--width=4", "--eval_examples=100", "--batch_size=50"]
-
-
-def tiny_config(model: str = "wae_mmd", epochs: int = 1, **overrides) -> configs.Config:
-    """The CLI's `--width=4 --batch_size=50` config, as `config_from_flags` resolves it."""
-    config = configs.tiny(configs.get_config("mnist", model), 4)
-    return config.replace(batch_size=50, epochs=epochs, **overrides)
 
 
 def cli_env() -> dict[str, str]:

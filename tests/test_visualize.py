@@ -9,9 +9,10 @@ import os
 
 import numpy as np
 import pytest
+from conftest import fill_disk
 from PIL import Image
 
-from wae_tf import visualize
+from wae_tf import fileio, visualize
 
 
 def test_to_uint8_maps_both_pixel_ranges_and_clips():
@@ -56,3 +57,13 @@ def test_save_png_round_trips_and_leaves_no_temporary_file(tmp_path):
     with Image.open(grey) as png:
         assert png.mode == "L"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["grey.png", "grid.png", "sub"]
+
+
+def test_save_png_on_a_full_disk_names_the_file_and_leaves_nothing(small_tmpfs):
+    fill_disk(small_tmpfs)
+    path = small_tmpfs / "samples" / "samples_epoch_0003.png"
+    grid = np.random.default_rng(0).integers(0, 256, (229, 229, 3), dtype=np.uint8)
+    with pytest.raises(fileio.DiskFullError) as caught:
+        visualize.save_png(path, grid)
+    assert str(caught.value) == f"no space left to write {path}"
+    assert list(path.parent.iterdir()) == []

@@ -42,7 +42,6 @@ Backends: TensorFlow is imported only for `--distribution` / `--precision`
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -220,28 +219,16 @@ def main(argv: Sequence[str]) -> None:
             precision=FLAGS.precision,
             verbose=FLAGS.verbose,
         )
-        return
     except (TrainError, data.DataError) as e:
-        message, status = f"wae_tf.train: error: {e}", 1
+        # One line: a failed write inside fit arrives here as trainer.NoSpaceError.
+        print(f"wae_tf.train: error: {e}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
-        message = (
-            "wae_tf.train: interrupted; rerun the same command to resume from the last checkpoint"
+        print(
+            "wae_tf.train: interrupted; rerun the same command to resume from the last checkpoint",
+            file=sys.stderr,
         )
-        status = 130
-    _exit_cleanly(message, status)
-
-
-def _exit_cleanly(message: str, status: int) -> None:
-    """Print `message` as the last line and exit with `status`.
-
-    Outside the `except` block that caught the error, so that its traceback (and with it
-    fit's tf.data streams) is gone: collected now, the streams close quietly; left to
-    interpreter shutdown, TensorFlow logs a stray "[[{{node PyFunc}}]]" error after the
-    message.
-    """
-    gc.collect()
-    print(message, file=sys.stderr)
-    sys.exit(status)
+        sys.exit(130)
 
 
 def run(argv: Sequence[str] | None = None) -> None:

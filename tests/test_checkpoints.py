@@ -1,0 +1,225 @@
+"""Checkpoints that survive damage and a full disk (`wae_tf.checkpoints`, `wae_tf.trainer`).
+
+- The newest `keep` are kept; a damaged latest one (truncated, or a flipped byte: bad
+  CRC) is reported in one line, moved aside as `.corrupt` and the run resumes from the
+  one before; with none readable, one line says what to do.
+- A full disk (a real tmpfs) while a checkpoint or config.json is written stops the run
+  with one line naming the file and the intact checkpoint; freeing space and rerunning
+  resumes.
+
+Tiny nets (`--width=4`), 200 images: about 1 minute on 2 shared CPU cores, two CLI runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import fill_disk, run_python, tiny_config
+
+from wae_tf import checkpoints, rundir, trainer
+
+EXAMPLES = dict(train_examples=200, eval_examples=100)
+
+
+def cli_args(mnist_dir: Path, workdir: Path, epochs: int) -> list[str]:
+    """The command line of `train_run` below, with another --epochs."""
+    return [
+        "-m",
+        "wae_tf.train",
+        "--dataset=mnist",
+        "--model=wae_mmd",
+        f"--data_dir={mnist_dir}",
+        f"--workdir={workdir}",
+        "--width=4",
+        "--batch_size=50",
+        "--train_examples=200",
+        "--eval_examples=100",
+        "--nopretrain",
+        "--verbose=2",
+        f"--epochs={epochs}",
+    ]
+
+
+def train_run(mnist_dir: Path, workdir: Path, epochs: int):
+    return trainer.train(
+        tiny_config("wae_mmd", epochs=epochs),
+        workdir,
+        data_dir=mnist_dir,
+        pretrain=False,
+        verbose=0,
+        **EXAMPLES,
+    )
+
+
+@pytest.fixture(scope="module")
+def two_epochs(mnist_dir, tmp_path_factory) -> Path:
+    """A finished 2-epoch run: checkpoints epoch_0001.npz and epoch_0002.npz (keep=2)."""
+    workdir = tmp_path_factory.mktemp("base") / "run"
+    train_run(mnist_dir, workdir, epochs=2)
+    return workdir
+
+
+def copy_run(source: Path, target: Path) -> rundir.RunPaths:
+    shutil.copytree(source, target)
+    return rundir.RunPaths(target)
+
+
+def history_epochs(paths: rundir.RunPaths) -> list[int]:
+    return [int(row["epoch"]) for row in rundir.read_history(paths.history)]
+
+
+def last_line(stderr: str) -> str:
+    return stderr.strip().splitlines()[-1]
+
+
+# ======================================================================================
+# save / restore / list / prune
+# ======================================================================================
+
+
+def test_list_latest_and_prune_keep_the_newest(tmp_path):
+    paths = rundir.RunPaths(tmp_path)
+    paths.checkpoints.mkdir()
+    for epoch in (3, 1, 12):
+        paths.checkpoint(epoch).write_bytes(b"")
+    (paths.checkpoints / "epoch_0007.npz.corrupt").write_bytes(b"")  # moved aside: not listed
+    assert [e for e, _ in checkpoints.list_checkpoints(paths)] == [1, 3, 12]
+    assert checkpoints.latest(paths) == (12, paths.checkpoint(12))
+    checkpoints.prune(paths, keep=2)
+    assert [e for e, _ in checkpoints.list_checkpoints(paths)] == [3, 12]
+    with pytest.raises(ValueError, match="keep must be >= 1"):
+        checkpoints.prune(paths, keep=0)
+
+
+def test_a_damaged_file_assigns_nothing(two_epochs, tmp_path):
+    model = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=4)
+    before = [np.asarray(v) for v in model.variables]
+    damaged = tmp_path / "epoch_0002.npz"
+    content = (two_epochs / "checkpoints" / "epoch_0002.npz").read_bytes()
+    damaged.write_bytes(content[: len(content) // 2])
+    with pytest.raises(checkpoints.UnreadableCheckpointError, match="epoch_0002.npz is unreadable"):
+        checkpoints.restore(model, damaged)
+    for old, variable in zip(before, model.variables, strict=True):
+        np.testing.assert_array_equal(old, np.asarray(variable))
+
+
+# ======================================================================================
+# A damaged latest checkpoint
+# ======================================================================================
+
+
+def test_cli_truncated_latest_checkpoint_is_moved_aside_and_the_run_resumes_before_it(
+    mnist_dir, two_epochs, tmp_path
+):
+    paths = copy_run(two_epochs, tmp_path / "run")
+    latest = paths.checkpoint(2)
+    with open(latest, "r+b") as f:  # as `truncate -s` does
+        f.truncate(latest.stat().st_size // 2)
+
+    result = run_python(*cli_args(mnist_dir, paths.root, epochs=3))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if "unreadable" in line]
+    assert f"checkpoint {latest} is unreadable" in warning
+    assert "moved it aside to epoch_0002.npz.corrupt" in warning
+    assert "resuming from" in result.stderr and "epoch 1 completed" in result.stderr
+    assert sorted(p.name for p in paths.checkpoints.iterdir()) == [
+        "epoch_0002.npz",  # written again
+        "epoch_0002.npz.corrupt",
+        "epoch_0003.npz",
+    ]
+    assert history_epochs(paths) == [1, 2, 3]
+
+
+def test_flipped_byte_bad_crc_falls_back_the_same_way(mnist_dir, two_epochs, tmp_path, caplog):
+    paths = copy_run(two_epochs, tmp_path / "run")
+    latest = paths.checkpoint(2)
+    content = bytearray(latest.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    latest.write_bytes(bytes(content))
+    with zipfile.ZipFile(latest) as archive:  # the zip still opens: only a CRC shows it
+        assert archive.testzip() is not None
+
+    with caplog.at_level(logging.WARNING):
+        train_run(mnist_dir, paths.root, epochs=3)
+    assert f"checkpoint {latest} is unreadable (Bad CRC-32" in caplog.text
+    assert (paths.checkpoints / "epoch_0002.npz.corrupt").is_file()
+    assert history_epochs(paths) == [1, 2, 3]
+
+
+def test_no_readable_checkpoint_is_one_line_saying_what_to_do(mnist_dir, two_epochs, tmp_path):
+    paths = copy_run(two_epochs, tmp_path / "run")
+    for epoch in (1, 2):
+        paths.checkpoint(epoch).write_bytes(b"PK\x03\x04 not a whole zip")
+    with pytest.raises(rundir.WorkdirError) as caught:
+        train_run(mnist_dir, paths.root, epochs=3)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message == (
+        f"no readable checkpoint in {paths.checkpoints} (epoch_0002.npz, epoch_0001.npz "
+        "damaged, moved aside as *.corrupt): rerun the same command to start over from "
+        "epoch 1, or put a good copy of a checkpoint back"
+    )
+    # Doing what it says: the run starts over and finishes.
+    train_run(mnist_dir, paths.root, epochs=3)
+    assert history_epochs(paths) == [1, 2, 3]
+    assert sorted(p.name for p in paths.checkpoints.iterdir()) == [
+        "epoch_0001.npz.corrupt",
+        "epoch_0002.npz",
+        "epoch_0002.npz.corrupt",
+        "epoch_0003.npz",
+    ]
+
+
+# ======================================================================================
+# A full disk
+# ======================================================================================
+
+
+def test_cli_full_disk_at_a_checkpoint_is_one_line_and_a_rerun_resumes(
+    mnist_dir, two_epochs, small_tmpfs
+):
+    paths = copy_run(two_epochs, small_tmpfs / "run")
+    size = paths.checkpoint(2).stat().st_size
+    filler = fill_disk(small_tmpfs, leave=size // 2)  # room for the small files only
+
+    result = run_python(*cli_args(mnist_dir, paths.root, epochs=3))
+    assert result.returncode == 1
+    assert last_line(result.stderr) == (
+        f"wae_tf.train: error: no space left to write {paths.checkpoint(3)}; the last good "
+        f"checkpoint is epoch 2 ({paths.checkpoint(2)}), intact. Free some space and rerun "
+        "the same command to resume"
+    )
+    assert "Traceback" not in result.stderr and "PyFunc" not in result.stderr
+    assert sorted(p.name for p in paths.checkpoints.iterdir()) == [
+        "epoch_0001.npz",
+        "epoch_0002.npz",
+    ]
+    checkpoints.read(paths.checkpoint(2))  # intact
+
+    filler.unlink()
+    train_run(mnist_dir, paths.root, epochs=3)  # the same command, in-process
+    assert history_epochs(paths) == [1, 2, 3]
+    assert (paths.root / "DONE.json").is_file()
+
+
+def test_full_disk_at_the_run_record_names_it_and_keeps_the_checkpoint(
+    mnist_dir, two_epochs, small_tmpfs
+):
+    paths = copy_run(two_epochs, small_tmpfs / "run")
+    record = paths.config.read_text()
+    fill_disk(small_tmpfs)
+    with pytest.raises(trainer.NoSpaceError) as caught:
+        train_run(mnist_dir, paths.root, epochs=3)
+    assert str(caught.value) == (
+        f"no space left to write {paths.config}; the last good checkpoint is epoch 2 "
+        f"({paths.checkpoint(2)}), intact. Free some space and rerun the same command to "
+        "resume"
+    )
+    assert paths.config.read_text() == record
+    checkpoints.read(paths.checkpoint(2))
