@@ -106,3 +106,83 @@ def test_outputs_and_gradients_equal_conv2d_transpose_on_jax():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["backend"] == "jax"
     assert report["worst"] < ATOL * 10, report
+
+
+def test_decoder_form_follows_the_measurements_and_the_override(monkeypatch):
+    from wae_tf import networks
+
+    monkeypatch.delenv(networks.TRANSPOSED_CONV_ENV, raising=False)
+    assert networks.transposed_conv_form(4, backend="tensorflow") == "plain"
+    assert networks.transposed_conv_form(5, backend="tensorflow") == "plain"
+    monkeypatch.setenv(networks.TRANSPOSED_CONV_ENV, "subpixel")
+    assert networks.transposed_conv_class(4) is SubPixelConv2DTranspose
+    monkeypatch.setenv(networks.TRANSPOSED_CONV_ENV, "fast")
+    with pytest.raises(ValueError, match="auto, plain or subpixel"):
+        networks.transposed_conv_form(4)
+
+
+@pytest.mark.parametrize("kind", ["wae_mmd", "wae_gan"])
+def test_one_train_step_with_either_form_gives_the_same_weights(kind, monkeypatch):
+    """Same init, same batch, same prior draws: one train step with the decoder's FSConv
+    layers in either form changes every weight the same way.
+
+    SGD (lr 0.1), so that a weight's change is its gradient (Adam's first step,
+    lr * g / |g|, would turn rounding noise into full steps). Each change agrees to 3e-4 of
+    its variable's largest change, or of the model's for variables whose exact gradient is
+    zero (conv biases followed by BN: pure rounding noise), as in tests/test_distribute.py.
+    """
+    import keras
+
+    from wae_tf import configs, models, networks, optimizers
+
+    config = configs.tiny(configs.get_config("mnist", kind), 8).replace(
+        batch_size=16, lr_schedule="constant", init_stddev=0.3
+    )
+    images = np.random.default_rng(0).random((16, 28, 28, 1), "float32")
+    deltas = {}
+    for form in ("plain", "subpixel"):
+        monkeypatch.setenv(networks.TRANSPOSED_CONV_ENV, form)
+        model = models.build_model(config)
+        autoencoder = keras.optimizers.SGD(0.1, name=optimizers.AUTOENCODER)
+        optimizer = autoencoder
+        if kind == "wae_gan":
+            adversary = keras.optimizers.SGD(0.1, name=optimizers.ADVERSARY)
+            optimizer = keras.optimizers.MultiOptimizer(
+                keras.optimizers.OptimizerMap(autoencoder, {optimizers.ADVERSARY_PATHS: adversary})
+            )
+        model.compile(optimizer=optimizer)
+        subpixel = [isinstance(layer, SubPixelConv2DTranspose) for layer in model.decoder.layers]
+        assert any(subpixel) == (form == "subpixel")
+        before = [np.array(v.numpy()) for v in model.trainable_weights]
+        model.train_step(images)
+        after = [np.array(v.numpy()) for v in model.trainable_weights]
+        deltas[form] = [a - b for a, b in zip(after, before, strict=True)]
+    model_scale = max(float(np.abs(d).max()) for d in deltas["plain"])
+    assert model_scale > 1e-3
+    for want, got in zip(deltas["plain"], deltas["subpixel"], strict=True):
+        own = float(np.abs(want).max())
+        scale = own if own > 1e-3 * model_scale else model_scale
+        assert float(np.abs(want - got).max()) <= 3e-4 * scale
+
+
+def test_keras_files_load_across_the_two_forms(tmp_path, monkeypatch):
+    """A .keras file saved with plain FSConv layers loads into a decoder built with the
+    sub-pixel form (and back), giving the same images: the files are interchangeable."""
+    import keras
+
+    from wae_tf import configs, models, networks
+
+    config = configs.tiny(configs.get_config("mnist", "wae_mmd"), 8)
+    z = np.random.default_rng(0).standard_normal((4, config.z_dim)).astype("float32")
+    for saved, loaded in (("plain", "subpixel"), ("subpixel", "plain")):
+        monkeypatch.setenv(networks.TRANSPOSED_CONV_ENV, saved)
+        model = models.build_model(config.replace(seed=3))
+        path = tmp_path / f"{saved}.keras"
+        model.save(path)
+        monkeypatch.setenv(networks.TRANSPOSED_CONV_ENV, loaded)
+        restored = keras.saving.load_model(path, compile=False)
+        forms = [isinstance(layer, SubPixelConv2DTranspose) for layer in restored.decoder.layers]
+        assert any(forms) == (loaded == "subpixel")
+        np.testing.assert_allclose(
+            np.asarray(restored.decode(z)), np.asarray(model.decode(z)), atol=1e-6
+        )

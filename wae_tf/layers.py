@@ -79,12 +79,15 @@ def subpixel_conv2d_transpose(inputs, kernel, kernel_size: int):
 
 
 @keras.saving.register_keras_serializable(package="wae_tf")
-class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
+class Conv2DTranspose(keras.layers.Conv2DTranspose):
     """Conv2DTranspose computed in sub-pixel form when strides=2 and padding="same"
     (channels_last, no dilation or output padding); otherwise exactly the parent layer.
 
     Same constructor, variables and outputs as `keras.layers.Conv2DTranspose` (tests:
-    outputs and gradients equal within float32 rounding on TensorFlow and JAX).
+    outputs and gradients equal within float32 rounding on TensorFlow and JAX). It has the
+    parent's class name on purpose: a .keras file keys each layer's weights by its class
+    name, so this name keeps .keras files of either form interchangeable (a decoder built
+    with one form loads the weights saved from the other).
     """
 
     def _subpixel_applies(self) -> bool:
@@ -106,6 +109,9 @@ class SubPixelConv2DTranspose(keras.layers.Conv2DTranspose):
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
+
+
+SubPixelConv2DTranspose = Conv2DTranspose  # the descriptive name of the same class
 
 
 def gathered_flops_ratio(kernel_size: int) -> float:

@@ -15,10 +15,13 @@ Everything here is backend-agnostic Keras.
 
 from __future__ import annotations
 
+import os
+
 import keras
 from keras import layers
 
 from wae_tf.configs import Config
+from wae_tf.layers import SubPixelConv2DTranspose
 
 
 class _Initializers:
@@ -91,6 +94,43 @@ def build_encoder(config: Config, name: str = "encoder") -> keras.Model:
     return keras.Model(inputs, codes, name=name)
 
 
+TRANSPOSED_CONV_ENV = "WAE_TF_TRANSPOSED_CONV"  # "auto" (default), "plain" or "subpixel"
+
+
+def transposed_conv_form(kernel_size: int, backend: str | None = None) -> str:
+    """How the decoder computes its stride-2 FSConv layers: "plain" (Keras's
+    Conv2DTranspose) or "subpixel" (`wae_tf.layers`, the same function). Both give the
+    same outputs; the choice is speed only, from measurements (README "Benchmarks"):
+
+    - TensorFlow: plain (on 2 CPU cores the sub-pixel form was 0.3-0.7x as fast).
+    - JAX on CPU: sub-pixel (XLA's kernel gradient of the plain form was 7-21x slower).
+    - JAX on GPU: sub-pixel for 5x5 kernels (CelebA; about 2x the plain form on an H100),
+      plain for 4x4 (MNIST; the sub-pixel form's 3x3 window made the H100 step slower).
+    ${TRANSPOSED_CONV_ENV} = "plain" or "subpixel" overrides the choice.
+    """
+    override = os.environ.get(TRANSPOSED_CONV_ENV, "auto")
+    if override not in ("auto", "plain", "subpixel"):
+        raise ValueError(
+            f"${TRANSPOSED_CONV_ENV} must be auto, plain or subpixel, got {override!r}"
+        )
+    if override != "auto":
+        return override
+    if (backend or keras.backend.backend()) != "jax":
+        return "plain"
+    import jax
+
+    if jax.default_backend() == "cpu":
+        return "subpixel"
+    return "subpixel" if kernel_size == 5 else "plain"
+
+
+def transposed_conv_class(kernel_size: int) -> type[layers.Conv2DTranspose]:
+    """The layer class of the decoder's stride-2 FSConv layers (`transposed_conv_form`)."""
+    if transposed_conv_form(kernel_size) == "subpixel":
+        return SubPixelConv2DTranspose
+    return layers.Conv2DTranspose
+
+
 def build_decoder(config: Config, name: str = "decoder") -> keras.Model:
     """Codes (B, d_z) -> images (B, H, W, C) in the config's pixel range."""
     init = _Initializers(config, offset=100)
@@ -104,8 +144,9 @@ def build_decoder(config: Config, name: str = "decoder") -> keras.Model:
     )(inputs)
     x = layers.Reshape((size, size, config.decoder_dense_filters), name="reshape")(x)
     x = layers.ReLU(name="fc_relu")(x)  # no BN after the first dense layer [paper]
+    fsconv = transposed_conv_class(config.kernel_size)
     for i, filters in enumerate(config.decoder_filters):
-        x = layers.Conv2DTranspose(
+        x = fsconv(
             filters,
             config.kernel_size,
             strides=2,
