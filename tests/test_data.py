@@ -86,12 +86,26 @@ def test_mnist_reads_uncompressed_idx(mnist_dir, tmp_path):
     )
 
 
-def test_mnist_default_dir_from_env(mnist_dir, monkeypatch):
+def test_mnist_default_dir_from_env(mnist_dir, monkeypatch, tmp_path):
     monkeypatch.setenv(data.DATA_DIR_ENV, str(mnist_dir.parent))
     assert data.load_labels("mnist", split="test")[:3].tolist() == MNIST_TEST_LABELS[:3]
+    # Without it, MNIST is fetched into the cache: here from a mirror that is down.
     monkeypatch.delenv(data.DATA_DIR_ENV)
-    with pytest.raises(data.DataError, match="pass data_dir"):
+    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("WAE_TF_MNIST_MIRROR", "http://127.0.0.1:9/")  # discard port: refused
+    with pytest.raises(data.DataError, match="no network.*--data_dir"):
         data.load("mnist")
+
+
+def test_data_dir_env_accepts_the_documented_folder_names(celeba_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(celeba_dir.parent))  # holds celeba_10k/
+    assert data.resolve_data_dir("celeba") == celeba_dir
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    with pytest.raises(data.DataError) as error:
+        data.resolve_data_dir("celeba")
+    message = str(error.value)
+    assert str(tmp_path / "celeba") in message and str(tmp_path / "celeba_10k") in message
+    assert "img_align_celeba" in message and "--data_dir" in message and "\n" not in message
 
 
 def test_fashion_mnist_from_debian_package():

@@ -90,7 +90,7 @@ def load_uint8(
     num_examples = _check_num_examples(num_examples)
     if source == "tfds":
         return _tfds_images(dataset, data_dir, split, num_examples, cache_dir)
-    root = _resolve_data_dir(dataset, data_dir)
+    root = resolve_data_dir(dataset, data_dir)
     if dataset == "celeba":
         return _celeba_images(root, split, num_examples, cache_dir)
     images, _ = _read_idx_split(root, split)
@@ -144,7 +144,7 @@ def load_labels(
         raise DataError("load_labels: celeba has no class labels; use mnist or fashion_mnist")
     if source == "tfds":
         return _tfds_labels(dataset, data_dir, split, num_examples)
-    root = _resolve_data_dir(dataset, data_dir)
+    root = resolve_data_dir(dataset, data_dir)
     _, labels = _read_idx_split(root, split)
     return _take_first(labels, num_examples, f"{dataset} {split} labels in {root}").astype(np.int64)
 
@@ -276,21 +276,57 @@ def _take_first(array: np.ndarray, num_examples: int | None, what: str) -> np.nd
     return array[:num_examples]
 
 
-def _resolve_data_dir(dataset: str, data_dir: str | os.PathLike | None) -> Path:
-    if data_dir is None:
-        if os.environ.get(DATA_DIR_ENV):
-            data_dir = Path(os.environ[DATA_DIR_ENV]) / dataset
-        elif dataset == "fashion_mnist":
-            data_dir = DEBIAN_FASHION_MNIST_DIR
-        else:
-            raise DataError(
-                f"no data_dir for {dataset!r}: pass data_dir=... or set ${DATA_DIR_ENV} "
-                f"(to a folder containing {dataset}/)"
+# Folder names looked for under $WAE_TF_DATA_DIR, per dataset (README "Data").
+DATA_DIR_NAMES = {
+    "mnist": ("mnist",),
+    "fashion_mnist": ("fashion_mnist", "fashion-mnist"),
+    "celeba": ("celeba", "celeba_10k"),
+}
+CELEBA_HINT = (
+    "CelebA cannot be downloaded automatically: get 'Align&Cropped Images' "
+    "(img_align_celeba.zip) and list_eval_partition.txt from the CelebA site, unzip them "
+    "into DIR/img_align_celeba/ and DIR/list_eval_partition.txt, and pass --data_dir=DIR"
+)
+
+
+def resolve_data_dir(dataset: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding `dataset`'s files, by one rule for every entry point:
+
+    1. `data_dir` (the --data_dir flag) when given;
+    2. else $WAE_TF_DATA_DIR/<name> for the first existing name of DATA_DIR_NAMES;
+    3. else, for Fashion-MNIST, Debian's /usr/share/datasets/fashion-mnist when present;
+    4. else, for MNIST and Fashion-MNIST, the cache folder (<cache>/<dataset>), where the
+       four IDX files are downloaded and verified if missing (`wae_tf.download`).
+    CelebA has no step 4: the error says where to get it and how to lay it out.
+    Raises DataError (one line) when none applies.
+    """
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise DataError(f"--data_dir={str(root)!r} for {dataset!r} does not exist")
+        return root
+    looked = []
+    if os.environ.get(DATA_DIR_ENV):
+        base = Path(os.environ[DATA_DIR_ENV]).expanduser()
+        for name in DATA_DIR_NAMES.get(dataset, (dataset,)):
+            if (base / name).is_dir():
+                return base / name
+            looked.append(str(base / name))
+    if dataset == "fashion_mnist":
+        if DEBIAN_FASHION_MNIST_DIR.is_dir():
+            return DEBIAN_FASHION_MNIST_DIR
+        looked.append(str(DEBIAN_FASHION_MNIST_DIR))
+    if dataset in ("mnist", "fashion_mnist"):
+        from wae_tf import download
+
+        try:
+            return download.fetch(
+                download.REMOTE_DATASETS[dataset], _resolve_cache_dir(None) / dataset
             )
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data directory {str(root)!r} for {dataset!r} does not exist")
-    return root
+        except download.DownloadError as e:
+            raise DataError(str(e)) from e
+    where = f" (looked in {', '.join(looked)})" if looked else f" and ${DATA_DIR_ENV} is not set"
+    raise DataError(f"no {dataset} data: no --data_dir given{where}. {CELEBA_HINT}")
 
 
 def _resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
@@ -576,7 +612,7 @@ def celeba_split_rule(data_dir: str | os.PathLike) -> str:
     The shared 10k subset (000001-010000) lies entirely in the official train partition, so
     it uses "official_code_shuffle": 8,981 train / 1,019 test.
     """
-    image_dir, names = _celeba_files(_resolve_data_dir("celeba", data_dir))
+    image_dir, names = _celeba_files(resolve_data_dir("celeba", data_dir))
     if _partition_usable(_read_partition(image_dir), names):
         return "partition_file"
     return celeba_shuffle_split(names)[0]
