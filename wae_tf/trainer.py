@@ -28,16 +28,8 @@ import keras
 import numpy as np
 from absl import logging
 
-from wae_tf import checkpoints, configs, data, fileio, models, rundir
-from wae_tf.callbacks import (
-    Cadence,
-    EpochCheckpoint,
-    EpochSummary,
-    HistoryCSV,
-    NonFiniteGuard,
-    SampleGrids,
-    tensorboard_callbacks,
-)
+from wae_tf import callbacks, checkpoints, configs, data, fileio, models, rundir
+from wae_tf.callbacks import Cadence
 from wae_tf.configs import Config
 from wae_tf.rundir import RunPaths, TrainError, WorkdirError
 
@@ -299,8 +291,8 @@ def _fit(
         eval_ds = data.eval_dataset(
             run_data.eval, config.batch_size, pixel_range=config.pixel_range
         )
-    guard = NonFiniteGuard()
-    checkpoint = EpochCheckpoint(
+    guard = callbacks.NonFiniteGuard()
+    checkpoint = callbacks.EpochCheckpoint(
         paths,
         guard,
         elapsed_before,
@@ -308,17 +300,19 @@ def _fit(
         config.epochs,
         keep=cadence.keep_checkpoints,
     )
-    callbacks: list[keras.callbacks.Callback] = [guard]  # first: the others read guard.tripped
+    extras: list[keras.callbacks.Callback] = [guard]  # first: the others read guard.tripped
     if chief:
-        callbacks += [
+        extras += [
             # before the checkpoint: a kill between the two leaves a row ahead of the
             # checkpoint, which the resumed run drops (rundir.truncate_history)
-            HistoryCSV(paths.history, guard, validation=cadence.validate_every > 0),
+            callbacks.HistoryCSV(paths.history, guard, validation=cadence.validate_every > 0),
             checkpoint,
-            SampleGrids(paths.samples, cadence.sample_every, config.epochs, guard, run_data.eval),
-            *tensorboard_callbacks(paths.tensorboard),
+            callbacks.SampleGrids(
+                paths.samples, cadence.sample_every, config.epochs, guard, run_data.eval
+            ),
+            *callbacks.tensorboard_callbacks(paths.tensorboard),
         ]
-    callbacks.append(EpochSummary(config.epochs))
+    extras.append(callbacks.EpochSummary(config.epochs))
     logging.info(
         "training %s on %s: epochs %d..%d of %d, %d steps each, workdir %s",
         config.model,
@@ -340,7 +334,7 @@ def _fit(
         # Keras from warning that the evaluation input "ran out of data").
         validation_steps=-(-len(run_data.eval) // config.batch_size) if validated else None,
         shuffle=False,  # the stream is already shuffled per epoch [wae_tf.data]
-        callbacks=callbacks,
+        callbacks=extras,
         verbose=verbose,
     )
     if guard.tripped:
