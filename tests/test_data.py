@@ -155,7 +155,7 @@ def test_celeba_cache_of_an_older_split_order_is_not_served(celeba_tmp, tmp_path
     names = [f"{i:06d}.jpg" for i in range(1, 41)]
     old_order = [names[i] for i in np.random.RandomState(123).permutation(40)]  # noqa: NPY002
     old_paths = [image_dir / name for name in old_order[:36]]
-    stale = cache / f"celeba_36_{data._celeba_cache_key(old_paths)}.npy"
+    stale = cache / f"celeba_36_{data.celeba_cache_key(old_paths)}.npy"
     cache.mkdir()
     np.save(stale, np.zeros((36, 64, 64, 3), np.uint8))
     train = data.load_uint8("celeba", celeba_tmp, "train", cache_dir=cache)
@@ -172,7 +172,7 @@ def test_celeba_second_load_comes_from_cache(celeba_tmp, tmp_path, monkeypatch):
     def no_decode(path):
         raise AssertionError(f"decoded {path} although it is cached")
 
-    monkeypatch.setattr(data, "_decode_celeba_file", no_decode)
+    monkeypatch.setattr(data, "decode_celeba_file", no_decode)
     again = data.load_uint8("celeba", celeba_tmp, "train", num_examples=10, cache_dir=cache)
     np.testing.assert_array_equal(first, again)
 
@@ -377,7 +377,7 @@ def test_resuming_at_epoch_k_reproduces_the_uninterrupted_stream(tiny_images):
 
 def test_pydataset_fallback_yields_the_same_batches(tiny_images, monkeypatch):
     tf_batches = _take(data.train_dataset(tiny_images, 4, seed=3, pixel_range="unit"), 6)
-    monkeypatch.setattr(data, "_use_tf_data", lambda: False)
+    monkeypatch.setattr(data, "use_tf_data", lambda: False)
     py = data.train_dataset(tiny_images, 4, seed=3, pixel_range="unit")
     assert py.num_batches is None  # infinite
     np.testing.assert_array_equal(np.stack(_take(py, 6)), np.stack(tf_batches))

@@ -1,4 +1,4 @@
-"""The training CLI and `wae_tf.train.train`: workdir files, exact resume after kill -9,
+"""The training CLI and `wae_tf.trainer.train`: workdir files, exact resume after kill -9,
 idempotence, refusals with one clear error, the NaN stop, a damaged checkpoint, a full disk.
 
 Every run uses tiny nets (`--width=4`), few images and batches of 50, so that the whole

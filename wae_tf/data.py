@@ -211,7 +211,7 @@ def train_dataset(
                 yield images[order[step * batch_size : (step + 1) * batch_size]]
             epoch += 1
 
-    if _use_tf_data():
+    if use_tf_data():
         return _tf_stream(batches, images, batch_size, pixel_range)
     return _make_py_dataset(images, batch_size, seed, pixel_range, start_epoch, steps)
 
@@ -237,7 +237,7 @@ def eval_dataset(images: np.ndarray, batch_size: int, *, pixel_range: str | None
         for i in range(n_batches):
             yield images[i * batch_size : (i + 1) * batch_size]
 
-    if _use_tf_data():
+    if use_tf_data():
         return _tf_stream(batches, images, None, pixel_range)
     return _make_eval_py_dataset(images, batch_size, pixel_range, n_batches)
 
@@ -471,7 +471,7 @@ def preprocess_celeba_image(image: Any, name: str = "<image>") -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def _decode_celeba_file(path: Path) -> np.ndarray:
+def decode_celeba_file(path: Path) -> np.ndarray:
     """Decode one image file and preprocess it. A corrupt file raises DataError with its path.
 
     No `Image.draft`: it decodes JPEGs at a reduced DCT scale, which changes the pixels
@@ -646,11 +646,11 @@ def _celeba_images(
     selected = _celeba_split_names(image_dir, names, split)
     selected = _take_first(selected, num_examples, f"celeba {split} in {image_dir}")
     paths = [image_dir / name for name in selected]
-    key = _celeba_cache_key(paths)
+    key = celeba_cache_key(paths)
     return _cached(_resolve_cache_dir(cache_dir), f"celeba_{len(paths)}_{key}", len(paths), paths)
 
 
-def _celeba_cache_key(paths: Sequence[Path]) -> str:
+def celeba_cache_key(paths: Sequence[Path]) -> str:
     """Hash of the file list (name, size, mtime, in split order) and the preprocessing."""
     digest = hashlib.sha256()
     params = {
@@ -695,7 +695,7 @@ def _decode_all(paths: Sequence[Path]) -> np.ndarray:
     start, report_every = time.perf_counter(), max(1, len(paths) // 10)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         try:
-            for i, image in enumerate(pool.map(_decode_celeba_file, paths, chunksize=64)):
+            for i, image in enumerate(pool.map(decode_celeba_file, paths, chunksize=64)):
                 out[i] = image
                 if (i + 1) % report_every == 0 and len(paths) >= 1000:
                     logger.info(
@@ -770,7 +770,7 @@ def _tfds_labels(dataset: str, data_dir: Any, split: str, num_examples: int | No
 # ======================================================================================
 
 
-def _use_tf_data() -> bool:
+def use_tf_data() -> bool:
     """True iff Keras runs on TensorFlow and TensorFlow imports (imports Keras lazily)."""
     import keras
 

@@ -173,7 +173,7 @@ def _fetch_file(
                 reasons.append(f"{url}: content MD5 {actual}, expected {md5}")
                 part.unlink(missing_ok=True)
                 break
-            _install(part, target)
+            fileio.promote(part, target)
             say(f"downloaded and verified {target}")
             return
     offline = all(_looks_offline(r) for r in reasons)
@@ -215,11 +215,6 @@ def _download(url: str, part: Path, say: Callable[[str], None]) -> None:
         meter.done()
     if total is not None and part.stat().st_size < total:
         raise DownloadInterrupted(f"transfer cut off at {part.stat().st_size:,} of {total:,} bytes")
-
-
-def _install(part: Path, target: Path) -> None:
-    os.chmod(part, fileio.file_mode())
-    os.replace(part, target)
 
 
 def _reason(error: BaseException) -> str:

@@ -88,6 +88,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
             tmp.unlink(missing_ok=True)
 
 
+def promote(temporary: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Make a finished temporary file the file at `path`: fsync it, give it the usual mode,
+    rename it onto `path`. For writers that fill the temporary file over several sessions
+    (a resumable download), where `atomic_path`'s single block does not fit."""
+    with open(temporary, "rb") as f:
+        os.fsync(f.fileno())
+    os.chmod(temporary, file_mode())
+    os.replace(temporary, path)
+
+
 def write_bytes(path: str | os.PathLike, content: bytes) -> None:
     """Write `content` to `path` atomically (see `atomic_path`)."""
     with atomic_path(path) as tmp:

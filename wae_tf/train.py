@@ -52,9 +52,6 @@ from wae_tf import checkpoints, configs, data, trainer
 from wae_tf.configs import Config
 from wae_tf.rundir import TrainError
 
-# The library API, importable from here until reproduce/ imports wae_tf.trainer itself.
-from wae_tf.trainer import load_trained_model, train  # noqa: F401
-
 # Flags that override a field of the preset Config (flag name = field name).
 _OVERRIDES = (
     "epochs",
