@@ -1,77 +1,26 @@
-"""wae_tf.download against a real HTTP server on 127.0.0.1 serving the shared MNIST files:
-good files, a corrupted file, a transfer cut off half-way (resumed with a Range request),
-and a server that is down. No test touches the internet."""
+"""wae_tf.download against a real HTTP server on 127.0.0.1 (tests/loopback_mirror.py) serving
+the shared MNIST files: good files, a corrupted file, a transfer cut off half-way (resumed
+with a Range request), and a server that is down. No test touches the internet."""
 
 from __future__ import annotations
 
 import gzip
-import http.server
 import shutil
-import socket
-import threading
 
 import numpy as np
 import pytest
+from loopback_mirror import dead_url, read_files, serve
 
 from wae_tf import data, download
 
 NAMES = download.MNIST.files
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves server.files[name] (bytes); honours `Range: bytes=N-`; records requests.
-
-    server.cut: names whose first full-file response stops after half of its bytes while
-    announcing the full Content-Length (a dropped connection)."""
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        name = self.path.rsplit("/", 1)[-1]
-        body = self.server.files.get(name)
-        self.server.requests.append((name, self.headers.get("Range")))
-        if body is None:
-            self.send_error(404)
-            return
-        start = 0
-        if self.headers.get("Range"):
-            start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        if name in self.server.cut and start == 0:
-            self.server.cut.discard(name)
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.wfile.write(body[start:])
-
-    def log_message(self, *args):  # keep pytest's output clean
-        pass
-
-
 @pytest.fixture
 def mirror(mnist_dir):
     """A local mirror serving the four shared MNIST files (their .gz bytes as shipped)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.files = {name: (mnist_dir / name).read_bytes() for name in NAMES}
-    server.requests, server.cut = [], set()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/mnist/"
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def dead_url() -> str:
-    """A URL on 127.0.0.1 whose port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/mnist/"
+    with serve(read_files(mnist_dir, NAMES)) as server:
+        yield server
 
 
 def test_fetch_downloads_verifies_and_the_loader_reads_the_files(mirror, tmp_path, monkeypatch):
@@ -117,10 +66,7 @@ def test_corrupted_file_is_refused_in_one_line_and_nothing_is_installed(
 
 def test_corrupted_first_mirror_falls_back_to_the_next(mirror, tmp_path, monkeypatch):
     bad_server_files = {name: gzip.compress(b"not mnist") for name in NAMES}
-    first = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    first.files, first.requests, first.cut = bad_server_files, [], set()
-    threading.Thread(target=first.serve_forever, daemon=True).start()
-    try:
+    with serve(bad_server_files, prefix="") as first:
         monkeypatch.delenv(download.MNIST.mirror_env, raising=False)
         monkeypatch.setattr(
             download,
@@ -128,14 +74,11 @@ def test_corrupted_first_mirror_falls_back_to_the_next(mirror, tmp_path, monkeyp
             download.RemoteDataset(
                 name="mnist",
                 md5=download.MNIST.md5,
-                mirrors=(f"http://127.0.0.1:{first.server_address[1]}/", mirror.url),
+                mirrors=(first.url, mirror.url),
                 mirror_env=download.MNIST.mirror_env,
             ),
         )
         download.fetch(download.MNIST, tmp_path / "mnist", progress=lambda m: None)
-    finally:
-        first.shutdown()
-        first.server_close()
     assert download.verified(download.MNIST, tmp_path / "mnist")
     assert len(first.requests) == 4  # each file tried there first
 
