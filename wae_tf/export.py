@@ -36,11 +36,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-import keras
-from absl import app, flags, logging
+from wae_tf import console
 
-from wae_tf import fileio, trainer
-from wae_tf.configs import Config
+if __name__ == "__main__":  # the command line: TensorFlow's start-up lines once at most
+    console.quiet_tensorflow_startup()
+
+import keras  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from wae_tf import fileio, trainer  # noqa: E402
+from wae_tf.configs import Config  # noqa: E402
 
 PIXEL_RANGES = {"unit": "[0, 1]", "symmetric": "[-1, 1]"}
 SIGNATURES = ("encode", "decode", "reconstruct", "sample", "serving_default")

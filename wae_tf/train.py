@@ -48,9 +48,15 @@ from typing import Any
 
 from absl import app, flags
 
-from wae_tf import checkpoints, configs, data, trainer
-from wae_tf.configs import Config
-from wae_tf.rundir import TrainError
+from wae_tf import console
+
+# Before anything below imports Keras: TensorFlow's start-up lines once at most (they came
+# twice), C++ INFO lines off unless $TF_CPP_MIN_LOG_LEVEL says otherwise.
+console.quiet_tensorflow_startup()
+
+from wae_tf import checkpoints, configs, data, trainer  # noqa: E402
+from wae_tf.configs import Config  # noqa: E402
+from wae_tf.rundir import TrainError  # noqa: E402
 
 # Flags that override a field of the preset Config (flag name = field name).
 _OVERRIDES = (
@@ -166,7 +172,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_enum("precision", "float32", configs.PRECISIONS, "Keras dtype policy.", **fv)
     flags.DEFINE_integer(
-        "verbose", 1, "1: progress bar, 2: a line per epoch, 0: quiet.", lower_bound=0, **fv
+        "verbose",
+        None,
+        "1: Keras's progress bar, 2: a line per epoch, 0: quiet (default: 1 when stdout is "
+        "a terminal, else 2: redirected logs get no carriage returns or colour codes).",
+        lower_bound=0,
+        **fv,
     )
     flags.mark_flags_as_required(["dataset", "model", "workdir"], **fv)
     names = ["dataset", "model", "config", "width", *_OVERRIDES]
@@ -214,7 +225,7 @@ def main(argv: Sequence[str]) -> None:
             distribution=FLAGS.distribution,
             num_gpus=FLAGS.num_gpus,
             precision=FLAGS.precision,
-            verbose=FLAGS.verbose,
+            verbose=console.default_verbose() if FLAGS.verbose is None else FLAGS.verbose,
         )
     except (TrainError, data.DataError) as e:
         # One line: a failed write inside fit arrives here as trainer.NoSpaceError.

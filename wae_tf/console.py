@@ -1,0 +1,134 @@
+"""What a command prints: durations, time projections, verbosity, TensorFlow's start-up.
+
+    format_duration(seconds)        "42 s", "7 min", "32 h", "75 h (3.1 days)"
+    format_step_time(seconds)       "62.1 ms/step", "1.93 s/step"
+    default_verbose()               the CLI's --verbose: 1 (progress bar) on a terminal, else 2
+    quiet_tensorflow_startup()      import Keras (and TensorFlow) with the start-up lines once
+                                    at most; entry points call it before anything imports Keras
+
+Why TensorFlow's start-up lines appeared twice: `import tensorflow` (2.21) loads two native
+libraries that each carry their own copy of absl's logging and of the oneDNN check,
+`_pywrap_tensorflow_internal` and, through `tf.profiler.experimental.client`,
+`_pywrap_profiler_plugin`. Each copy prints absl's "All log messages before
+absl::InitializeLog() ..." banner and the oneDNN notice. Those lines are written before
+TensorFlow reads $TF_CPP_MIN_LOG_LEVEL, so that variable cannot hide them; only reading
+what the import writes to file descriptor 2 can. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
+# Our entry points' default: TensorFlow's C++ INFO lines off (warnings and errors stay).
+DEFAULT_TF_LOG_LEVEL = "1"
+
+# A C++ log line: severity letter, MMDD, time, thread id, source.cc:line] message.
+_CPP_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ [\w./-]+\.(?:cc|cpp|h):\d+\] (.*)$")
+_ABSL_BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to"
+# The second line of cpu_feature_guard.cc's INFO message.
+_CONTINUATION = "To enable the following instructions:"
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for people: "42 s", "7 min", "3.5 h", "32 h", "75 h (3.1 days)"."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    hours = seconds / 3600
+    text = f"{hours:.1f} h" if hours < 10 else f"{hours:.0f} h"
+    return f"{text} ({hours / 24:.1f} days)" if hours >= 48 else text
+
+
+def format_step_time(seconds: float) -> str:
+    """Seconds per step with three significant digits: "62.1 ms/step", "1.93 s/step"."""
+    if seconds < 1:
+        return f"{seconds * 1000:.3g} ms/step"
+    return f"{seconds:.3g} s/step"
+
+
+def default_verbose() -> int:
+    """Keras's progress bar (1) when stdout, where it is drawn, is a terminal; else one
+    line per epoch (2), so that redirected logs get no carriage returns or ANSI codes."""
+    try:
+        return 1 if sys.stdout.isatty() else 2
+    except (AttributeError, ValueError):  # replaced or closed stdout
+        return 2
+
+
+def filter_startup_lines(text: str, min_log_level: int) -> str:
+    """What of TensorFlow's import-time stderr `text` to show.
+
+    Lines that repeat an earlier one (ignoring the C++ lines' time and thread prefix) are
+    dropped: each native library prints its own copy. With `min_log_level` >= 1 the C++
+    INFO lines (oneDNN notice, CPU features) and absl's banner before them are dropped
+    too, as $TF_CPP_MIN_LOG_LEVEL would have done had it been read in time. Everything
+    else (warnings, errors, Python's output) is kept, in order.
+    """
+    kept: list[str] = []
+    seen: set[str] = set()
+    info = False  # whether the last TensorFlow line was an INFO line
+    for line in text.splitlines(keepends=True):
+        bare = line.rstrip("\r\n")
+        match = _CPP_LOG_LINE.match(bare)
+        if match:
+            key, info = match.group(2), match.group(1) == "I"
+        elif bare.startswith(_ABSL_BANNER):
+            key, info = bare, True  # printed before the first INFO line
+        elif bare.startswith(_CONTINUATION):
+            key = bare  # the second line of the message before it
+        else:
+            kept.append(line)  # not TensorFlow's: Python's warnings, a user's prints
+            continue
+        if (info and min_log_level >= 1) or key in seen:
+            continue
+        seen.add(key)
+        kept.append(line)
+    return "".join(kept)
+
+
+def tf_min_log_level() -> int:
+    """$TF_CPP_MIN_LOG_LEVEL as TensorFlow reads it (0 when unset or not a number)."""
+    try:
+        return int(os.environ.get(TF_LOG_LEVEL_ENV, "0"))
+    except ValueError:
+        return 0
+
+
+def quiet_tensorflow_startup() -> None:
+    """Import Keras (hence TensorFlow, on its default backend) with its start-up lines
+    printed once at most; a no-op once Keras is imported.
+
+    Sets $TF_CPP_MIN_LOG_LEVEL to 1 (C++ INFO lines off) unless the user set it; with a
+    user's 0 the start-up lines are shown, once each. What the import writes to stderr
+    is held back until it has finished and then written through `filter_startup_lines`.
+    """
+    os.environ.setdefault(TF_LOG_LEVEL_ENV, DEFAULT_TF_LOG_LEVEL)
+    if "keras" in sys.modules:
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):  # no usable stderr: nothing to tidy
+        import keras  # noqa: F401
+
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+        finally:
+            try:
+                sys.stderr.flush()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            capture.seek(0)
+            text = filter_startup_lines(capture.read().decode(errors="replace"), tf_min_log_level())
+            if text:
+                os.write(2, text.encode())
