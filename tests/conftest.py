@@ -5,8 +5,10 @@ from __future__ import annotations
 import errno
 import gzip
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +18,66 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# --- The suite writes only into temporary folders and never reaches the internet --------
+# Every folder that defaults to the home folder points into one temporary folder of this
+# session, and the dataset mirrors at a closed loopback port (the discard port: nothing
+# listens, a connection is refused at once); tests that need a mirror start their own.
+# Set when pytest imports this file, before any test module imports Keras (which reads
+# KERAS_HOME then); subprocesses inherit them (`python_env` starts from os.environ).
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="wae_tf_tests_"))
+CLOSED_PORT_URL = "http://127.0.0.1:9/"
+ISOLATED_ENV = {
+    "WAE_TF_CACHE_DIR": str(SESSION_HOME / "wae_tf_cache"),  # CelebA decode cache, downloads
+    "KERAS_HOME": str(SESSION_HOME / "keras"),  # keras.json, downloaded weights
+    "MPLCONFIGDIR": str(SESSION_HOME / "matplotlib"),  # matplotlib's font cache
+    "TFDS_DATA_DIR": str(SESSION_HOME / "tensorflow_datasets"),
+    "WAE_TF_MNIST_MIRROR": CLOSED_PORT_URL,
+    "WAE_TF_FASHION_MNIST_MIRROR": CLOSED_PORT_URL,
+}
+os.environ.update(ISOLATED_ENV)
+# The real folders those variables replace: the suite must leave them as it found them.
+GUARDED_HOME_FOLDERS = tuple(
+    Path(p).expanduser() for p in ("~/.cache/wae_tf", "~/.keras", "~/.cache/matplotlib")
+)
+
+
+def folder_listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """{relative path: (size, mtime_ns)} of every file under `folder` ({} if absent)."""
+    if not folder.is_dir():
+        return {}
+    listing = {}
+    for path in folder.rglob("*"):
+        try:
+            stat = path.lstat()
+        except FileNotFoundError:  # removed while listing
+            continue
+        listing[str(path.relative_to(folder))] = (stat.st_size, stat.st_mtime_ns)
+    return listing
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def home_folders_untouched():
+    """Fails the session (an error at the last test's teardown) if any test wrote into the
+    real ~/.cache/wae_tf, ~/.keras or ~/.cache/matplotlib."""
+    before = {folder: folder_listing(folder) for folder in GUARDED_HOME_FOLDERS}
+    yield ISOLATED_ENV
+    changed = [
+        f"{folder}: {sorted(set(now.items()) ^ set(before[folder].items()))[:5]}"
+        for folder in GUARDED_HOME_FOLDERS
+        if (now := folder_listing(folder)) != before[folder]
+    ]
+    if changed:
+        pytest.fail("the test suite wrote outside its temporary folders: " + "; ".join(changed))
+
 
 def python_env(**variables: str) -> dict[str, str]:
     """Environment of a subprocess: this checkout importable, TensorFlow's logs quiet, the
-    default Keras backend unless `variables` sets KERAS_BACKEND."""
+    default Keras backend unless `variables` sets KERAS_BACKEND, and os.environ's
+    ISOLATED_ENV (or what a test set instead): caches in temporary folders, no mirror."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("KERAS_BACKEND", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
