@@ -5,6 +5,7 @@
     EpochCheckpoint  checkpoints/epoch_NNNN.npz every N epochs and after the last
     SampleGrids      sample and reconstruction PNGs every K epochs and after the last
     EpochSummary     one log line per epoch with the time left
+    TimeProjection   one log line after the first steps: time per step, projected run time
     tensorboard_callbacks   Keras's TensorBoard callback where it works
 
 `Cadence` says when the per-epoch extras are due; none of them changes the training
@@ -25,7 +26,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from wae_tf import checkpoints, data, optimizers, visualize
+from wae_tf import checkpoints, console, data, optimizers, visualize
 from wae_tf.rundir import RunPaths, append_history_row
 
 # Sample grids: 64 random samples (8 x 8) from fixed prior draws, and 32 test images with
@@ -224,12 +225,71 @@ class EpochSummary(keras.callbacks.Callback):
         left = (now - self._train_start) / max(done, 1) * (self.last_epoch - epoch - 1)
         metrics = " ".join(f"{k}={v:.4g}" for k, v in _float_logs(logs).items())
         logging.info(
-            "epoch %d/%d: %s (%.1f s, ~%.0f s left)",
+            "epoch %d/%d: %s (%.1f s, ~%s left)",
             epoch + 1,
             self.last_epoch,
             metrics,
             now - self._epoch_start,
+            console.format_duration(left),
+        )
+
+
+class TimeProjection(keras.callbacks.Callback):
+    """One log line early in the first epoch of this invocation: the measured time per
+    training step and what it projects for the epochs left, on this machine.
+
+    Timed from the end of the epoch's first step (which includes tracing) over the next
+    `timed_steps` steps; an epoch shorter than that reports at its end from the steps it
+    had (from the whole epoch when it had one step). Counts training steps only: the
+    per-epoch lines (`EpochSummary`) then refine it with validation and checkpoints.
+    """
+
+    def __init__(self, timed_steps: int = 5):
+        super().__init__()
+        self.timed_steps = timed_steps
+        self._epoch: int | None = None  # the first epoch of this invocation (0-based)
+        self._begin = self._first_step_done = self._last_step_done = 0.0
+        self._steps_done = 0
+        self.reported = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._epoch is None:
+            self._epoch, self._begin = epoch, time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.reported or self._epoch is None:
+            return
+        self._steps_done = batch + 1
+        self._last_step_done = time.time()
+        if batch == 0:
+            self._first_step_done = self._last_step_done
+        elif batch >= self.timed_steps:
+            self._report((self._last_step_done - self._first_step_done) / batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.reported or self._steps_done == 0:
+            return
+        if self._steps_done > 1:
+            timed = self._steps_done - 1
+            self._report((self._last_step_done - self._first_step_done) / timed)
+        else:
+            self._report(self._last_step_done - self._begin)
+
+    def _report(self, per_step: float) -> None:
+        self.reported = True
+        steps, last = self.params["steps"], self.params["epochs"]
+        epochs = last - self._epoch
+        left = "" if self._epoch == 0 else " left"
+        logging.info(
+            "epoch %d: %s x %d steps/epoch x %d epoch%s%s: ~%s on this machine (training "
+            "steps only; the epoch lines add validation and checkpoints)",
+            self._epoch + 1,
+            console.format_step_time(per_step),
+            steps,
+            epochs,
+            "" if epochs == 1 else "s",
             left,
+            console.format_duration(per_step * steps * epochs),
         )
 
 

@@ -1,6 +1,6 @@
 """What a command prints: durations, time projections, verbosity, TensorFlow's start-up.
 
-    format_duration(seconds)        "42 s", "7 min", "32 h", "75 h (3.1 days)"
+    format_duration(seconds)        "0.4 s", "42 s", "7 min", "32 h", "75 h (3.1 days)"
     format_step_time(seconds)       "62.1 ms/step", "1.93 s/step"
     default_verbose()               the CLI's --verbose: 1 (progress bar) on a terminal, else 2
     quiet_tensorflow_startup()      import Keras (and TensorFlow) with the start-up lines once
@@ -34,8 +34,10 @@ _CONTINUATION = "To enable the following instructions:"
 
 
 def format_duration(seconds: float) -> str:
-    """A duration for people: "42 s", "7 min", "3.5 h", "32 h", "75 h (3.1 days)"."""
+    """A duration for people: "0.4 s", "42 s", "7 min", "3.5 h", "32 h", "75 h (3.1 days)"."""
     seconds = max(0.0, float(seconds))
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
@@ -53,8 +55,11 @@ def format_step_time(seconds: float) -> str:
 
 
 def default_verbose() -> int:
-    """Keras's progress bar (1) when stdout, where it is drawn, is a terminal; else one
-    line per epoch (2), so that redirected logs get no carriage returns or ANSI codes."""
+    """Keras's progress bar (1) when stdout, where it is drawn, is a terminal (or a
+    notebook's); else one line per epoch (2), so that redirected logs get no carriage
+    returns or ANSI codes."""
+    if "ipykernel" in sys.modules:
+        return 1
     try:
         return 1 if sys.stdout.isatty() else 2
     except (AttributeError, ValueError):  # replaced or closed stdout

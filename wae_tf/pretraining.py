@@ -28,8 +28,15 @@ import keras
 import numpy as np
 from absl import logging
 
-from wae_tf import losses
+from wae_tf import console, losses
 from wae_tf.configs import Config
+
+# Progress: after the first PROJECTION_STEPS steps that follow step 0 (which includes
+# tracing), one line with the measured time per step and the projected time of the phase;
+# without a progress bar, a line every LOG_EVERY_STEPS steps or LOG_EVERY_S seconds.
+PROJECTION_STEPS = 3
+LOG_EVERY_STEPS = 20
+LOG_EVERY_S = 10.0
 
 
 def pretrain_learning_rate(config: Config) -> float:
@@ -82,9 +89,58 @@ def _tensorflow_step_fn(model, optimizer):
     return step
 
 
-def pretrain_encoder(model, images, steps=None, batch_size=None, verbose: bool = True):
+class _Progress:
+    """The pretraining's log lines (absl INFO) and, on a terminal, Keras's progress bar."""
+
+    def __init__(self, steps: int, threshold: float, verbose: int):
+        self.steps, self.threshold, self.verbose = steps, threshold, verbose
+        self.bar = None
+        if verbose == 1 and console.default_verbose() == 1:  # drawn on a terminal only
+            self.bar = keras.utils.Progbar(steps, stateful_metrics=["matching_loss"])
+        self.start = self.last_log = time.time()
+        self.first_step_done: float | None = None  # when step 0 (with tracing) ended
+
+    def step(self, i: int, loss: float) -> None:
+        if not self.verbose:
+            return
+        now = time.time()
+        if i == 0:
+            self.first_step_done = now
+        elif i == PROJECTION_STEPS and self.first_step_done is not None:
+            per_step = (now - self.first_step_done) / PROJECTION_STEPS
+            logging.info(
+                "encoder pretraining: %s, up to %d steps: ~%s on this machine (it stops "
+                "early once the matching loss is below %g)",
+                console.format_step_time(per_step),
+                self.steps,
+                console.format_duration(per_step * self.steps),
+                self.threshold,
+            )
+        if self.bar is not None:
+            stop = loss < self.threshold or i + 1 == self.steps  # its last update
+            self.bar.update(i + 1, [("matching_loss", loss)], finalize=stop)
+        elif (
+            i % LOG_EVERY_STEPS == 0 or loss < self.threshold or now - self.last_log >= LOG_EVERY_S
+        ):
+            logging.info("encoder pretraining step %d: matching loss %.4f", i, loss)
+            self.last_log = now
+
+    def finish(self, history: list[float]) -> None:
+        if self.verbose:
+            logging.info(
+                "encoder pretraining: %d steps, final loss %.4f, %.1f s",
+                len(history),
+                history[-1] if history else float("nan"),
+                time.time() - self.start,
+            )
+
+
+def pretrain_encoder(model, images, steps=None, batch_size=None, verbose: int | bool = True):
     """Run the pretraining on `images` (N, H, W, C) in the model's pixel range.
 
+    verbose: 1 (True) Keras's progress bar where stdout is a terminal (else as 2); 2 a log
+    line every 20 steps or 10 s; either way one line with the measured time per step and
+    the projected time of the phase after the first steps, and one at the end; 0 silent.
     Returns the per-step losses (a list of floats, at most `steps` long).
     """
     config = model.config
@@ -109,21 +165,14 @@ def pretrain_encoder(model, images, steps=None, batch_size=None, verbose: bool =
     # Batches drawn with replacement across steps, as the code does; seeded by config.seed.
     rng = np.random.default_rng(config.seed)
     history: list[float] = []
-    start = time.time()
+    progress = _Progress(steps, config.pretrain_threshold, int(verbose))
     for i in range(steps):
         index = rng.choice(len(images), size=batch_size, replace=False)
         batch = keras.ops.convert_to_tensor(np.asarray(images[np.sort(index)], dtype="float32"))
         loss = float(step(batch))
         history.append(loss)
-        if verbose and (i % 20 == 0 or loss < config.pretrain_threshold):
-            logging.info("encoder pretraining step %d: matching loss %.4f", i, loss)
+        progress.step(i, loss)
         if loss < config.pretrain_threshold:
             break
-    if verbose:
-        logging.info(
-            "encoder pretraining: %d steps, final loss %.4f, %.1f s",
-            len(history),
-            history[-1] if history else float("nan"),
-            time.time() - start,
-        )
+    progress.finish(history)
     return history

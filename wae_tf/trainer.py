@@ -210,10 +210,10 @@ def _pretrain(model: keras.Model, train_images: np.ndarray, verbose: int, strate
     )
     images = _ModelRangeView(train_images, config.pixel_range)
     if strategy is None:
-        model.pretrain_encoder(images, verbose=verbose > 0)
+        model.pretrain_encoder(images, verbose=verbose)
         return
     single = models.build_model(config)
-    single.pretrain_encoder(images, verbose=verbose > 0)
+    single.pretrain_encoder(images, verbose=verbose)
     for target, source in zip(model.variables, single.variables, strict=True):
         target.assign(source.value)
 
@@ -312,7 +312,7 @@ def _fit(
             ),
             *callbacks.tensorboard_callbacks(paths.tensorboard),
         ]
-    extras.append(callbacks.EpochSummary(config.epochs))
+    extras += [callbacks.TimeProjection(), callbacks.EpochSummary(config.epochs)]
     logging.info(
         "training %s on %s: epochs %d..%d of %d, %d steps each, workdir %s",
         config.model,

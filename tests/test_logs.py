@@ -1,0 +1,222 @@
+"""What a user sees while training: time projections, TensorFlow's start-up lines, plain
+redirected logs, and a suite that keeps out of the home folder.
+
+- Long work says how long: after the first steps of encoder pretraining and of the first
+  epoch, one log line with the measured time per step and the projection for the phase /
+  the run; its numbers must agree with the steps and epochs it names.
+- TensorFlow's C++ start-up lines (oneDNN, CPU features, absl's banner) at most once per
+  command; a redirected CLI run defaults to one line per epoch: no '\\r', no ANSI codes.
+- Caches and mirrors of the suite point into a temporary folder / a closed port, and so
+  do those of its subprocesses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from conftest import ISOLATED_ENV, python_env, run_python, tiny_config, tiny_mnist_run_flags
+
+from wae_tf import callbacks, console, data, models, pretraining
+
+REPO = Path(__file__).resolve().parents[1]
+UNITS = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
+PRETRAINING_LINE = re.compile(
+    r"encoder pretraining: ([\d.]+) (ms|s)/step, up to (\d+) steps: ~([\d.]+) (s|min|h) "
+    r"on this machine"
+)
+EPOCH_LINE = re.compile(
+    r"epoch (\d+): ([\d.]+) (ms|s)/step x (\d+) steps/epoch x (\d+) epochs?( left)?: "
+    r"~([\d.]+) (s|min|h)(?: \([\d.]+ days\))? on this machine"
+)
+
+
+def assert_projection_consistent(per_step: float, count: int, projected: str, unit: str):
+    """`projected` (as printed) is per_step (as printed, 3 significant digits) x count,
+    up to the rounding of both numbers."""
+    expected = per_step * count
+    printed = float(projected) * UNITS[unit]
+    half_digit = 0.5 * UNITS[unit] * (1 if "." not in projected else 0.1)
+    assert abs(printed - expected) <= 0.006 * expected + half_digit, (per_step, count, projected)
+
+
+# --- Formatting ----------------------------------------------------------------------------
+
+
+def test_durations_and_step_times_read_as_people_write_them():
+    assert console.format_duration(0.42) == "0.4 s"
+    assert console.format_duration(42) == "42 s"
+    assert console.format_duration(7 * 60) == "7 min"
+    assert console.format_duration(3.5 * 3600) == "3.5 h"
+    assert console.format_duration(32 * 3600) == "32 h"
+    assert console.format_duration(75 * 3600) == "75 h (3.1 days)"
+    assert console.format_step_time(0.0621) == "62.1 ms/step"
+    assert console.format_step_time(1.934) == "1.93 s/step"
+
+
+def test_default_verbose_is_the_progress_bar_on_a_terminal_only(monkeypatch):
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.setattr(sys, "stdout", Stream(True))
+    assert console.default_verbose() == 1
+    monkeypatch.setattr(sys, "stdout", Stream(False))
+    assert console.default_verbose() == 2
+
+
+# --- Time projections ------------------------------------------------------------------------
+
+
+def test_pretraining_projects_its_time_from_the_first_steps_and_logs_while_it_runs(
+    mnist_images, monkeypatch, caplog
+):
+    model = models.build_model(tiny_config(pretrain_threshold=0.0))  # never stops early
+    monkeypatch.setattr(pretraining, "LOG_EVERY_S", 0.0)  # a line at every step
+    with caplog.at_level(logging.INFO, logger="absl"):
+        history = pretraining.pretrain_encoder(model, mnist_images, steps=7, verbose=2)
+    assert len(history) == 7
+    lines = [m for m in map(PRETRAINING_LINE.search, caplog.messages) if m]
+    assert len(lines) == 1, caplog.text
+    per_step, unit, steps, projected, projected_unit = lines[0].groups()
+    assert int(steps) == 7
+    assert_projection_consistent(float(per_step) * UNITS[unit], 7, projected, projected_unit)
+    logged_steps = [m for m in caplog.messages if m.startswith("encoder pretraining step")]
+    assert len(logged_steps) == 7  # every LOG_EVERY_S (here: every step)
+
+
+def test_first_epoch_projects_the_run_and_a_resumed_run_the_epochs_left(mnist_images, caplog):
+    model = models.build_model(tiny_config())
+    steps = 4
+    model.compile(steps_per_epoch=steps)
+    stream = data.train_dataset(mnist_images[:200], 50, seed=0, pixel_range="unit")
+    with caplog.at_level(logging.INFO, logger="absl"):
+        model.fit(
+            stream,
+            epochs=3,
+            steps_per_epoch=steps,
+            callbacks=[callbacks.TimeProjection(timed_steps=2)],
+            shuffle=False,
+            verbose=0,
+        )
+        model.fit(
+            stream,
+            epochs=5,
+            initial_epoch=3,
+            steps_per_epoch=steps,
+            callbacks=[callbacks.TimeProjection(timed_steps=2)],
+            shuffle=False,
+            verbose=0,
+        )
+    lines = [m.groups() for m in map(EPOCH_LINE.search, caplog.messages) if m]
+    assert [(int(g[0]), int(g[3]), int(g[4]), g[5]) for g in lines] == [
+        (1, steps, 3, None),
+        (4, steps, 2, " left"),
+    ]
+    for _, per_step, unit, steps_shown, epochs, _, projected, projected_unit in lines:
+        count = int(steps_shown) * int(epochs)
+        assert_projection_consistent(
+            float(per_step) * UNITS[unit], count, projected, projected_unit
+        )
+
+
+# --- TensorFlow's start-up lines and redirected logs -----------------------------------------
+
+STARTUP = """\
+WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1795695201.155577    7451 port.cc:153] oneDNN custom operations are on.
+I0000 00:00:1795695201.238795    7451 cpu_feature_guard.cc:227] This TensorFlow binary is optimized.
+To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.
+W0000 00:00:1795695201.300000    7451 some_op.cc:12] a real warning
+/site-packages/x.py:3: UserWarning: a Python warning
+WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1795695204.681231    7451 port.cc:153] oneDNN custom operations are on.
+W0000 00:00:1795695204.700000    7451 some_op.cc:12] a real warning
+"""
+
+
+def test_startup_filter_drops_repeats_and_by_default_the_info_lines():
+    default = console.filter_startup_lines(STARTUP, min_log_level=1)
+    assert default.splitlines() == [
+        "W0000 00:00:1795695201.300000    7451 some_op.cc:12] a real warning",
+        "/site-packages/x.py:3: UserWarning: a Python warning",
+    ]
+    everything = console.filter_startup_lines(STARTUP, min_log_level=0).splitlines()
+    assert len(everything) == 6  # the first copy of each, in order
+    assert sum("port.cc" in line for line in everything) == 1
+    assert sum("absl::InitializeLog" in line for line in everything) == 1
+    assert everything[3].startswith("To enable the following instructions")
+
+
+def startup_env(**variables: str) -> dict[str, str]:
+    """python_env without conftest's TF_CPP_MIN_LOG_LEVEL=3: the user's default."""
+    env = python_env(**variables)
+    if "TF_CPP_MIN_LOG_LEVEL" not in variables:
+        env.pop("TF_CPP_MIN_LOG_LEVEL")
+    return env
+
+
+def test_help_with_all_tensorflow_logs_asked_for_prints_the_startup_lines_once():
+    result = subprocess.run(
+        [sys.executable, "-m", "wae_tf.train", "--help"],
+        cwd=REPO,
+        env=startup_env(TF_CPP_MIN_LOG_LEVEL="0"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "--verbose" in result.stdout, result.stderr[-2000:]  # (absl's --help exits 1)
+    # TensorFlow 2.21 prints each of these twice without the filter (two native libraries)
+    assert result.stderr.count("oneDNN custom operations are on") <= 1, result.stderr
+    assert result.stderr.count("absl::InitializeLog()") <= 1, result.stderr
+    assert result.stderr.count("cpu_feature_guard") <= 1, result.stderr
+
+
+def test_redirected_cli_run_is_one_line_per_epoch_without_startup_noise_and_says_how_long(
+    mnist_dir, tmp_path
+):
+    flags = tiny_mnist_run_flags(mnist_dir, tmp_path / "run", "wae_mmd")
+    flags = [f for f in flags if not f.startswith("--verbose")]  # the default, redirected
+    result = subprocess.run(
+        [sys.executable, "-m", "wae_tf.train", *flags, "--epochs=2"],
+        cwd=REPO,
+        env=startup_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stream in (result.stdout, result.stderr):
+        assert "\r" not in stream and "\x1b[" not in stream
+    # Keras's verbose=2: "Epoch N/2" and one line per epoch; no progress bar
+    assert len(re.findall(r"^2/2 - ", result.stdout, re.MULTILINE)) == 2, result.stdout
+    for noise in ("oneDNN custom operations", "absl::InitializeLog()", "cpu_feature_guard"):
+        assert noise not in result.stderr  # INFO lines: off by default
+    pretraining_line = PRETRAINING_LINE.search(result.stderr)
+    assert pretraining_line and int(pretraining_line.group(3)) == 200, result.stderr
+    epoch_line = EPOCH_LINE.search(result.stderr)
+    assert epoch_line, result.stderr
+    assert (int(epoch_line.group(4)), int(epoch_line.group(5))) == (2, 2)  # 100 / 50, 2 epochs
+
+
+# --- The suite keeps out of the home folder --------------------------------------------------
+
+
+def test_caches_and_mirrors_point_into_a_temporary_folder_also_in_subprocesses():
+    temporary = Path(tempfile.gettempdir()).resolve()
+    for name in ("WAE_TF_CACHE_DIR", "KERAS_HOME", "MPLCONFIGDIR", "TFDS_DATA_DIR"):
+        assert temporary in Path(os.environ[name]).resolve().parents
+    names = sorted(ISOLATED_ENV)
+    child = run_python("-c", f"import os; print([os.environ.get(n) for n in {names!r}])")
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == str([ISOLATED_ENV[n] for n in names])
+    assert ISOLATED_ENV["WAE_TF_MNIST_MIRROR"].startswith("http://127.0.0.1:")
