@@ -1,5 +1,6 @@
 """One command per figure / table of Tolstikhin et al., "Wasserstein Auto-Encoders" (ICLR 2018).
 
+    python -m reproduce.figure2 --quick                                # toy Figure 2, ~1 min on CPU
     python -m reproduce.figure2 --data_dir=../shared/data/mnist        # Figure 2 (MNIST)
     python -m reproduce.figure3 --data_dir=../shared/data/celeba_10k   # Figure 3 (CelebA)
     python -m reproduce.table1  --data_dir=../shared/data/celeba_10k \\
@@ -7,8 +8,12 @@
 
 Each script trains VAE, WAE-MMD and WAE-GAN with the paper's configs (or reuses finished runs
 in `--workdir`, see `wae_tf.trainer`), then writes its figure / table with the numbers and the
-run's provenance to `--out_dir` (default `results/`). `--quick` trains tiny nets on a few
-hundred images for a smoke test; every output states its scale ("REDUCED SCALE: ..." or
+run's provenance to `--out_dir` (default `runs/<script>/`, git-ignored like the runs; the
+tracked `results/` only when asked for, `--out_dir=results/...`). Without `--data_dir` the
+data is `$WAE_TF_DATA_DIR/<dataset>`, else MNIST is downloaded into the cache
+(`wae_tf.data.resolve_data_dir`); every check that can fail (data, Inception graph, output
+folders) runs before anything is trained. `--quick` trains tiny nets on a few hundred
+images for a smoke test; every output states its scale ("REDUCED SCALE: ..." or
 "paper scale"), so a reduced result cannot be mistaken for a paper-scale one.
 Every model also leaves a small bundle (`reproduce.bundles`): `--models=wae_gan` computes one
 model's, `--assemble=DIR1,DIR2,DIR3` draws the figure / table from three, made anywhere.

@@ -1,6 +1,9 @@
 """The pipeline Figures 2-3 and Table 1 share: bundles in, figure / table files out.
 
-Each model goes through `compute_bundles`: train it with the paper config (or reuse its
+Every check that can fail runs first, before anything is announced or trained
+(`checked_data`: the output folders writable, the data found -- MNIST may be downloaded,
+`wae_tf.data.resolve_data_dir` -- and readable; for CelebA the Inception graph when one
+is asked for). Then each model goes through `compute_bundles`: train it with the paper config (or reuse its
 finished run, `reproduce.runs`), draw its panels (`reproduce.panels`), compute its numbers
 (`reproduce.inference`, `reproduce.sample_metrics`), write its bundle (`reproduce.bundles`).
 The figure / table is then assembled from the bundles read back from disk -- the three
@@ -11,11 +14,13 @@ just written (one-shot run), or three made elsewhere (`--assemble`) -- by the sc
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from absl import app, flags, logging
 
 from reproduce import bundles, outputs, render
@@ -27,11 +32,12 @@ from reproduce.options import (
     MODELS,
     Options,
     check_out_dir,
+    check_writable,
     exit_on_error,
     options_from_flags,
 )
 from reproduce.panels import choose_panel_inputs, model_panels
-from reproduce.runs import load_test_images, train_model
+from reproduce.runs import load_test_images, load_train_images, train_model
 from reproduce.sample_metrics import (
     Evaluator,
     celeba_evaluator,
@@ -43,13 +49,44 @@ from reproduce.scale import Scale
 Assemble = Callable[[Options, BundleSet, float], dict[str, Any]]
 
 
-def compute_bundles(options: Options, evaluate: Evaluator) -> list[Path]:
-    """For each model of --models, in turn: train it (or reuse its finished run), draw its
-    column of panels, compute the test reconstruction cost and `evaluate(run, test_uint8)`'s
-    numbers, and write its bundle (`reproduce.bundles`), so that a later failure keeps the
-    bundles already written. Returns the bundle folders."""
+def checked_folders(options: Options) -> Options:
+    """Before anything is announced or trained: --out_dir and --workdir are writable and
+    the data folder is found (--data_dir, $WAE_TF_DATA_DIR/<name>, else MNIST is fetched
+    into the cache: `wae_tf.data.resolve_data_dir`). Returns the options with the resolved
+    --data_dir, so that nothing is looked up (or fetched) twice. Errors name the flag."""
+    from wae_tf import data
+
     check_out_dir(options.out_dir)
-    test = load_test_images(options)  # before any training: bad data fails early
+    check_writable(options.workdir, "--workdir")
+    root = data.resolve_data_dir(options.dataset, options.data_dir)
+    return dataclasses.replace(options, data_dir=root)
+
+
+def checked_data(options: Options) -> tuple[Options, np.ndarray]:
+    """`checked_folders`, then both splits read as training and the numbers read them
+    (CelebA: decoded into the cache). Returns the options with the resolved --data_dir
+    and the test images (uint8, the first --eval_examples). Errors name --data_dir."""
+    from wae_tf import data
+
+    options = checked_folders(options)
+    root = options.data_dir
+    try:
+        # Read (and for CelebA decode into the cache) what training will read, then drop it.
+        load_train_images(options)
+        test = load_test_images(options)
+    except data.DataError as e:
+        if "--data_dir" in str(e):
+            raise
+        raise data.DataError(f"{e}; fix the data or pass another --data_dir") from e
+    return options, test
+
+
+def compute_bundles(options: Options, test: np.ndarray, evaluate: Evaluator) -> list[Path]:
+    """For each model of --models, in turn: train it (or reuse its finished run), draw its
+    column of panels, compute the test reconstruction cost on `test` (uint8, from
+    `checked_data`) and `evaluate(run, test)`'s numbers, and write its bundle
+    (`reproduce.bundles`), so that a later failure keeps the bundles already written.
+    Returns the bundle folders."""
     inputs = choose_panel_inputs(test, options.seed)
     written = []
     for i, name in enumerate(options.models, start=1):
@@ -70,14 +107,20 @@ def compute_bundles(options: Options, evaluate: Evaluator) -> list[Path]:
 
 def mnist_bundles(options: Options) -> list[Path]:
     """Compute and write the MNIST bundles of --models (Figure 2)."""
-    return compute_bundles(options, mnist_evaluator(options))
+    options, test = checked_data(options)
+    return compute_bundles(options, test, mnist_evaluator(options))
 
 
 def celeba_bundles(options: Options) -> list[Path]:
-    """Compute and write the CelebA bundles of --models (Figure 3 and Table 1 share them)."""
-    check_out_dir(options.out_dir)
-    extractor, fid_info = make_fid_extractor(options)  # before training: warns early
-    return compute_bundles(options, celeba_evaluator(options, extractor, fid_info))
+    """Compute and write the CelebA bundles of --models (Figure 3 and Table 1 share them).
+    An --inception_graph (or --fid_features=keras_inception_v3) that cannot be loaded is
+    an error here, before any training."""
+    options = checked_folders(options)
+    extractor, fid_info = make_fid_extractor(options)  # loaded before the (long) decode
+    options, test = checked_data(options)
+    if extractor is None:
+        logging.warning("FID will be null: %s (sharpness is still measured)", fid_info["reason"])
+    return compute_bundles(options, test, celeba_evaluator(options, extractor, fid_info))
 
 
 def bundles_to_assemble(

@@ -1,17 +1,18 @@
 """Figure 2 of the paper: VAE | WAE-MMD | WAE-GAN on MNIST, with numbers.
 
-    python -m reproduce.figure2 --data_dir=../shared/data/mnist [--workdir=runs] [--out_dir=results]
-    python -m reproduce.figure2 --data_dir=../shared/data/mnist --quick --out_dir=/tmp/fig2
+    python -m reproduce.figure2 --quick        # ~1 min on CPU; MNIST fetched into the cache
+    python -m reproduce.figure2 --data_dir=../shared/data/mnist [--workdir=runs] \
+        [--out_dir=runs/figure2]
 
     # one model per machine / sitting, then the figure from the three bundles:
     python -m reproduce.figure2 --data_dir=... --models=wae_gan --out_dir=out_gpu1
-    python -m reproduce.figure2 --assemble=out_a/bundles/figure2_vae,... --out_dir=results
+    python -m reproduce.figure2 --assemble=out_a/bundles/figure2_vae,... --out_dir=results/figure2
 
 Trains the models with the paper's MNIST configs (or reuses finished runs in
 <workdir>/mnist[_tags]/<model>, see `reproduce.runs.run_group`) and writes one bundle per
 model to <out_dir>/bundles/figure2_<model>/ (`reproduce.bundles`: panels, numbers, history,
 config, provenance; no weights). With all three models (the default) or with --assemble, it
-then draws, from the bundles read back from disk, to --out_dir:
+then draws, from the bundles read back from disk, to --out_dir (default runs/figure2):
 
   figure2.png                  the paper's layout: columns VAE | WAE-MMD | WAE-GAN; rows test
                                interpolations, test reconstructions (odd rows real, even rows
@@ -145,7 +146,7 @@ def make_figure2(options: Options) -> dict[str, Any]:
 
 def run_with_args(argv: Sequence[str]) -> dict[str, Any]:
     """`python -m reproduce.figure2 ARGS` in-process (own FlagValues): for tests."""
-    return make_figure2(parse_args(argv, DATASET, fid=False))
+    return make_figure2(parse_args(argv, DATASET, fid=False, name=NAME))
 
 
 def main(argv: Sequence[str]) -> None:
@@ -153,5 +154,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    define_flags(flags.FLAGS, fid=False)
+    for flag in define_flags(flags.FLAGS, fid=False, name=NAME):
+        flags.declare_key_flag(flag)  # --help lists this script's flags
     app.run(main)

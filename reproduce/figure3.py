@@ -6,13 +6,14 @@
 
     # one model per machine / sitting, then the figure from the three bundles:
     python -m reproduce.figure3 --data_dir=... --models=vae --out_dir=out_a
-    python -m reproduce.figure3 --assemble=out_a/bundles/figure3_table1_vae,... --out_dir=results
+    python -m reproduce.figure3 --assemble=out_a/bundles/figure3_table1_vae,... \
+        --out_dir=results/figure3
 
 Trains the models with the paper's CelebA configs (or reuses finished runs in
 <workdir>/celeba[_tags]/<model>; `reproduce.table1` uses the same runs) and writes one bundle
 per model to <out_dir>/bundles/figure3_table1_<model>/ (`reproduce.bundles`; Table 1 is
 assembled from the same bundles). With all three models (the default) or with --assemble, it
-then draws, from the bundles read back from disk, to --out_dir:
+then draws, from the bundles read back from disk, to --out_dir (default runs/figure3):
 
   figure3.png                  the paper's layout (see `reproduce.figure2`); its title states the
                                scale, its caption the data and the split rule
@@ -156,7 +157,7 @@ def make_figure3(options: Options) -> dict[str, Any]:
 
 def run_with_args(argv: Sequence[str]) -> dict[str, Any]:
     """`python -m reproduce.figure3 ARGS` in-process (own FlagValues): for tests."""
-    return make_figure3(parse_args(argv, DATASET, fid=True))
+    return make_figure3(parse_args(argv, DATASET, fid=True, name=NAME))
 
 
 def main(argv: Sequence[str]) -> None:
@@ -164,5 +165,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    define_flags(flags.FLAGS, fid=True)
+    for flag in define_flags(flags.FLAGS, fid=True, name=NAME):
+        flags.declare_key_flag(flag)  # --help lists this script's flags
     app.run(main)

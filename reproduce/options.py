@@ -1,10 +1,11 @@
 """What a reproduce script is asked to do: its flags, resolved into `Options`.
 
 The three scripts (`figure2`, `figure3`, `table1`) share one set of flags (`define_flags`;
-figure3 and table1 add the FID ones). `options_from_flags` resolves the parsed flags into
-a frozen `Options` (with `--quick`'s values filling the flags left unset), `parse_args`
-does the same from a command line on a fresh FlagValues (tests), and `exit_on_error`
-turns a known error into one line on stderr. Also here: the names every other module
+figure3 and table1 add the FID ones; each script declares them its key flags, so its
+`--help` lists them). `options_from_flags` resolves the parsed flags into a frozen
+`Options` (with `--quick`'s values filling the flags left unset), `parse_args` does the
+same from a command line on a fresh FlagValues (tests), `check_writable` is the up-front
+check of an output folder, and `exit_on_error` turns a known error into one line on stderr. Also here: the names every other module
 uses (the three models in the figure's column order, their labels) and `ReproError`.
 """
 
@@ -84,11 +85,20 @@ class Options:
         return not self.assemble and set(self.models) == set(MODELS)
 
 
-def define_flags(flag_values: flags.FlagValues, *, fid: bool) -> None:
-    """Define the scripts' flags on `flag_values` (a fresh FlagValues in tests).
+def default_out_dir(name: str) -> str:
+    """A script's default --out_dir: runs/<name>, git-ignored like the training runs (the
+    tracked results/ folder is written only when asked for, --out_dir=results/...)."""
+    return f"runs/{name}"
+
+
+def define_flags(flag_values: flags.FlagValues, *, fid: bool, name: str) -> list[str]:
+    """Define the scripts' flags on `flag_values` (a fresh FlagValues in tests); returns
+    their names (the script declares them key flags, so that its --help lists them).
 
     fid: also define --inception_graph and --fid_features (figure3, table1).
+    name: the script ("figure2", "figure3", "table1"): --out_dir defaults to runs/<name>.
     """
+    before = set(flag_values)
     fv = dict(flag_values=flag_values)
     flags.DEFINE_string(
         "workdir", "runs", "Training runs: <workdir>/<dataset>[_tags]/<model>.", **fv
@@ -96,11 +106,17 @@ def define_flags(flag_values: flags.FlagValues, *, fid: bool) -> None:
     flags.DEFINE_string(
         "data_dir",
         None,
-        "Dataset folder (MNIST: the four IDX files; CelebA: img_align_celeba/). "
-        "Default: $WAE_TF_DATA_DIR/<dataset>.",
+        "Dataset folder (MNIST: the four IDX files; CelebA: img_align_celeba/). Default: "
+        "$WAE_TF_DATA_DIR/<dataset> (mnist, fashion_mnist, celeba or celeba_10k); else MNIST "
+        "is downloaded into the cache ($WAE_TF_CACHE_DIR, default ~/.cache/wae_tf).",
         **fv,
     )
-    flags.DEFINE_string("out_dir", "results", "Where the figure / table files are written.", **fv)
+    flags.DEFINE_string(
+        "out_dir",
+        default_out_dir(name),
+        "Where the figure / table files and the bundles are written.",
+        **fv,
+    )
     flags.DEFINE_boolean(
         "quick",
         False,
@@ -186,7 +202,8 @@ def define_flags(flag_values: flags.FlagValues, *, fid: bool) -> None:
         flags.DEFINE_string(
             "inception_graph",
             None,
-            "TTUR's classify_image_graph_def.pb (file or folder) for FID; without it FID is null.",
+            "TTUR's classify_image_graph_def.pb (file or folder) for FID, loaded before any "
+            "training (an unreadable one is an error); without it FID is null.",
             **fv,
         )
         flags.DEFINE_enum(
@@ -196,6 +213,7 @@ def define_flags(flag_values: flags.FlagValues, *, fid: bool) -> None:
             "FID features: the TTUR graph (the paper's), or Keras InceptionV3 (NOT comparable).",
             **fv,
         )
+    return [n for n in flag_values if n not in before]
 
 
 def options_from_flags(flag_values: flags.FlagValues, dataset: str) -> Options:
@@ -251,22 +269,29 @@ def _parse_models(names: Sequence[str], *, assemble: bool) -> tuple[str, ...]:
     return tuple(n for n in MODELS if n in names)
 
 
-def check_out_dir(out_dir: Path) -> None:
-    """Fail before any training if --out_dir cannot be created or written (creates nothing)."""
-    target = out_dir
+def check_writable(folder: Path, flag: str) -> None:
+    """ReproError naming `flag` (e.g. "--out_dir") unless `folder` is, or can be created
+    as, a writable folder. Creates nothing."""
+    target = folder
     while not target.exists() and target != target.parent:
         target = target.parent
     if not target.is_dir() or not os.access(target, os.W_OK | os.X_OK):
-        raise ReproError(f"--out_dir {out_dir} is not writable ({target} is not a writable folder)")
+        raise ReproError(f"{flag}={folder} is not writable ({target} is not a writable folder)")
 
 
-def parse_args(argv: Sequence[str], dataset: str, *, fid: bool) -> Options:
+def check_out_dir(out_dir: Path) -> None:
+    """Fail before any training if --out_dir cannot be created or written (creates nothing)."""
+    check_writable(out_dir, "--out_dir")
+
+
+def parse_args(argv: Sequence[str], dataset: str, *, fid: bool, name: str | None = None) -> Options:
     """Options from a command line (argv[0] = program name), on a fresh FlagValues.
 
+    name: the script, for --out_dir's default (runs/<name>); default: argv[0]'s stem.
     For tests and programmatic use: nothing global is touched. Bad flags raise ReproError.
     """
     flag_values = flags.FlagValues()
-    define_flags(flag_values, fid=fid)
+    define_flags(flag_values, fid=fid, name=name or Path(argv[0]).stem)
     try:
         rest = flag_values(list(argv))
     except flags.Error as e:

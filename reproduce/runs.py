@@ -3,8 +3,9 @@
 `train_model` trains one model with the paper's preset (shrunk by --width, --epochs,
 --quick) through `wae_tf.trainer.train`, or reuses its finished run, in
 <workdir>/<run_group>/<model>, and returns a `TrainedRun`: the model and what its run
-folder records (`wae_tf.rundir.RunPaths` names the files). Also here: the test images the
-reported numbers use (`load_test_images`) and the one line that names the data split.
+folder records (`wae_tf.rundir.RunPaths` names the files). Also here: the train images
+as training reads them and the test images the reported numbers use
+(`load_train_images`, `load_test_images`), and the one line that names the data split.
 """
 
 from __future__ import annotations
@@ -169,6 +170,15 @@ def _read_run_file(path: Path) -> dict[str, Any]:
     if payload is None:
         raise ReproError(f"{path} is missing; rerun the training")
     return payload
+
+
+def load_train_images(options: Options) -> np.ndarray:
+    """The train split (uint8) as training reads it: its first --train_examples images."""
+    from wae_tf import data
+
+    return data.load_uint8(
+        options.dataset, options.data_dir, "train", num_examples=options.train_examples
+    )
 
 
 def load_test_images(options: Options) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from reproduce.inference import generate_samples, to_model_range
-from reproduce.options import MODEL_LABELS, QUICK, Options
+from reproduce.options import MODEL_LABELS, QUICK, Options, ReproError
 from reproduce.runs import TrainedRun
 
 Evaluator = Callable[[TrainedRun, np.ndarray], dict[str, Any]]
@@ -151,7 +151,7 @@ def load_celeba_real_images(options: Options, num: int) -> RealImages:
     order = np.random.default_rng(options.seed + REAL_SPLIT_SEED_OFFSET).permutation(len(pool))
     pool = pool[order]
     half = min(num, len(pool) // 2)
-    rule = data.celeba_split_rule(options.data_dir) if options.data_dir else "default data dir"
+    rule = data.celeba_split_rule(data.resolve_data_dir("celeba", options.data_dir))
     description = (
         f"{text} (split rule: {rule}), shuffled with seed {options.seed + REAL_SPLIT_SEED_OFFSET}"
     )
@@ -179,7 +179,11 @@ def _first_train_images(options: Options, wanted: int) -> np.ndarray:
 def make_fid_extractor(options: Options) -> tuple[Any | None, dict[str, Any]]:
     """(extractor or None, info with "features", "comparable_to_paper", "identity" (the
     network: "ttur graph sha256 ..." / "keras_inception_v3 imagenet, keras ..." / "none"),
-    and "reason" when None)."""
+    and "reason" when None). None only when no FID network was asked for (no
+    --inception_graph): FID is then null with the reason. A network that was asked for but
+    cannot be loaded (--inception_graph missing, unreadable or not the TTUR graph;
+    --fid_features=keras_inception_v3 without its weights) is a one-line ReproError naming
+    the flag, so that `reproduce.figure` stops before any training."""
     from wae_tf import inception
 
     info: dict[str, Any] = {"features": options.fid_features, "identity": "none"}
@@ -187,10 +191,11 @@ def make_fid_extractor(options: Options) -> tuple[Any | None, dict[str, Any]]:
         info["comparable_to_paper"] = False
         try:
             extractor = inception.KerasInceptionV3Features(weights="imagenet")
-        except Exception as e:  # noqa: BLE001 - no weights offline; FID becomes null
-            info["reason"] = f"Keras InceptionV3 ImageNet weights unavailable ({e})"
-            logging.warning("FID will be null: %s", info["reason"])
-            return None, info
+        except Exception as e:  # noqa: BLE001 - e.g. no weights offline
+            raise ReproError(
+                f"--fid_features=keras_inception_v3: Keras InceptionV3 ImageNet weights "
+                f"unavailable ({_one_line(e)}); use --fid_features=ttur --inception_graph=PB"
+            ) from e
         import keras
 
         info["note"] = "Keras InceptionV3: NOT comparable to the paper's FID (TTUR graph)"
@@ -198,7 +203,6 @@ def make_fid_extractor(options: Options) -> tuple[Any | None, dict[str, Any]]:
         return extractor, info
     info["comparable_to_paper"] = True
     if options.inception_graph is None:
-        logging.warning("no --inception_graph: FID will be null (sharpness is still measured)")
         info["reason"] = (
             "no --inception_graph given: FID needs TTUR's classify_image_graph_def.pb "
             f"(from {inception.INCEPTION_URL})"
@@ -207,12 +211,14 @@ def make_fid_extractor(options: Options) -> tuple[Any | None, dict[str, Any]]:
     try:
         extractor = inception.TTURInception.from_graph_def(options.inception_graph)
     except (inception.InceptionGraphMissingError, ValueError, OSError) as e:
-        logging.warning("FID will be null: %s", e)
-        info["reason"] = str(e)
-        return None, info
+        raise ReproError(f"--inception_graph={options.inception_graph}: {_one_line(e)}") from e
     info["graph"] = str(options.inception_graph)
     info["identity"] = f"ttur graph sha256 {file_sha256(Path(extractor.name))}"
     return extractor, info
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def file_sha256(path: Path) -> str:

@@ -2,7 +2,7 @@
 
     python -m reproduce.table1 --data_dir=../shared/data/celeba_10k \\
         --inception_graph=/path/to/classify_image_graph_def.pb [--workdir=runs]
-    python -m reproduce.table1 --assemble=DIR1,DIR2,DIR3 --out_dir=results   # from bundles
+    python -m reproduce.table1 --assemble=DIR1,DIR2,DIR3 --out_dir=results/table1   # bundles
 
 Trains (or reuses, the same runs as `reproduce.figure3`) the models and writes one CelebA
 bundle per model to <out_dir>/bundles/figure3_table1_<model>/ -- the same bundles as
@@ -21,9 +21,11 @@ bundle per model to <out_dir>/bundles/figure3_table1_<model>/ -- the same bundle
              official code's, the minimum over a batch of 30 with images in [-1, 1]
              (`wae_tf.metrics.code_sharpness`).
 
-Writes table1.md and table1.json to --out_dir (with all three models, or --assemble): ours
-beside the paper's numbers (FID 63 / 55 / 42 / 2, sharpness 3e-3 / 6e-3 / 6e-3 / 2e-2), the
-scale and the provenance (epochs, sizes, seeds, git commit, machine, time).
+Writes table1.md and table1.json to --out_dir (default runs/table1; with all three models,
+or --assemble): ours beside the paper's numbers (FID 63 / 55 / 42 / 2, sharpness 3e-3 /
+6e-3 / 6e-3 / 2e-2), the scale and the provenance (epochs, sizes, seeds, git commit,
+machine, time). An --inception_graph that is missing or not the TTUR graph is an error
+before any training.
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def make_table1(options: Options) -> dict[str, Any]:
 
 def run_with_args(argv: Sequence[str]) -> dict[str, Any]:
     """`python -m reproduce.table1 ARGS` in-process (own FlagValues): for tests."""
-    return make_table1(parse_args(argv, DATASET, fid=True))
+    return make_table1(parse_args(argv, DATASET, fid=True, name=NAME))
 
 
 def main(argv: Sequence[str]) -> None:
@@ -183,5 +185,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    define_flags(flags.FLAGS, fid=True)
+    for flag in define_flags(flags.FLAGS, fid=True, name=NAME):
+        flags.declare_key_flag(flag)  # --help lists this script's flags
     app.run(main)

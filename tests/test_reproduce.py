@@ -594,8 +594,9 @@ def test_scale_is_paper_only_with_paper_epochs_data_and_widths():
 def test_quick_fills_unset_flags_and_explicit_flags_win():
     options = parse_args(["figure2", "--quick", "--epochs=3"], "mnist", fid=False)
     assert (options.width, options.train_examples, options.epochs) == (8, 300, 3)
-    assert options.num_samples == QUICK.num_samples and options.out_dir == Path("results")
+    assert options.num_samples == QUICK.num_samples and options.out_dir == Path("runs/figure2")
     full = parse_args(["table1"], "celeba", fid=True)
+    assert full.out_dir == Path("runs/table1")  # git-ignored, like the runs: not results/
     assert full.num_samples == 10_000 and full.width is None and full.epochs is None
     assert run_group(options) == "mnist_quick_w8_n300" and run_group(full) == "celeba"
 
@@ -629,3 +630,61 @@ def test_unwritable_out_dir_fails_before_any_training(tmp_path):
     with pytest.raises(ReproError, match="not writable"):
         table1.run_with_args(args)
     assert not runs.exists()
+    with pytest.raises(ReproError, match=f"--out_dir={blocker / 'out'} is not writable"):
+        table1.run_with_args(["table1", "--assemble=a,b,c", f"--out_dir={blocker / 'out'}"])
+    out = tmp_path / "out"
+    with pytest.raises(ReproError, match=f"--workdir={blocker / 'runs'} is not writable"):
+        figure2.run_with_args(["figure2", f"--workdir={blocker / 'runs'}", f"--out_dir={out}"])
+    assert not out.exists()
+
+
+def test_data_that_cannot_be_read_fails_naming_data_dir_before_anything_is_announced(
+    tmp_path, caplog
+):
+    empty, runs, out = tmp_path / "empty", tmp_path / "runs", tmp_path / "out"
+    empty.mkdir()
+    args = ["figure2", "--quick", f"--data_dir={empty}", f"--workdir={runs}", f"--out_dir={out}"]
+    with caplog.at_level("INFO"), pytest.raises(data.DataError) as error:
+        figure2.run_with_args(args)
+    message = str(error.value)
+    assert "\n" not in message and str(empty) in message and "--data_dir" in message
+    assert "[1/" not in caplog.text and "epoch" not in caplog.text
+    assert not runs.exists() and not out.exists()
+
+
+@pytest.mark.parametrize("graph", ["missing", "garbage", "empty"])
+def test_an_unreadable_inception_graph_is_an_error_before_any_training(graph, tmp_path, caplog):
+    path = tmp_path / "classify_image_graph_def.pb"
+    if graph == "garbage":
+        path.write_bytes(b"not a GraphDef\n" * 100)
+    elif graph == "empty":
+        path.write_bytes(b"")  # parses as an empty GraphDef: no TTUR tensors
+    data_dir, runs, out = tmp_path / "celeba", tmp_path / "runs", tmp_path / "out"
+    data_dir.mkdir()  # never read: the graph is checked before the (long) CelebA decode
+    args = [f"--data_dir={data_dir}", f"--workdir={runs}", f"--out_dir={out}"]
+    with caplog.at_level("INFO"), pytest.raises(ReproError) as error:
+        table1.run_with_args(["table1", *args, f"--inception_graph={path}"])
+    message = str(error.value)
+    assert message.startswith(f"--inception_graph={path}: ") and "\n" not in message
+    assert "[1/" not in caplog.text and not runs.exists() and not out.exists()
+
+
+def test_keras_inception_features_without_their_weights_are_an_error_before_training(
+    tmp_path, monkeypatch
+):
+    from wae_tf import inception
+
+    def offline(*args, **kwargs):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(inception, "KerasInceptionV3Features", offline)
+    data_dir = tmp_path / "celeba"
+    data_dir.mkdir()
+    args = [
+        f"--data_dir={data_dir}",
+        f"--workdir={tmp_path / 'runs'}",
+        f"--out_dir={tmp_path / 'out'}",
+    ]
+    with pytest.raises(ReproError, match="^--fid_features=keras_inception_v3: .*no network"):
+        figure3.run_with_args(["figure3", *args, "--fid_features=keras_inception_v3"])
+    assert not (tmp_path / "runs").exists()

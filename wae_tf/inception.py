@@ -187,7 +187,10 @@ class TTURInception:
                 graph_def, input_map={INPUT_TENSOR: images}, name=IMPORT_NAME
             )
 
-        wrapped = tf.compat.v1.wrap_function(_import, [])
+        try:
+            wrapped = tf.compat.v1.wrap_function(_import, [])
+        except ValueError as err:  # e.g. no ExpandDims tensor to feed
+            raise ValueError(f"{name} is not the TTUR Inception graph ({err})") from err
         graph = wrapped.graph
         try:
             pool3 = graph.get_tensor_by_name(f"{IMPORT_NAME}/{OUTPUT_TENSOR}")
@@ -204,7 +207,11 @@ class TTURInception:
 
     @classmethod
     def from_graph_def(cls, path: str | os.PathLike) -> TTURInception:
-        """Load ``classify_image_graph_def.pb`` (a file, or a directory holding it)."""
+        """Load ``classify_image_graph_def.pb`` (a file, or a directory holding it).
+
+        Raises InceptionGraphMissingError (no such file), ValueError (a file that is not
+        a GraphDef, or a GraphDef without the TTUR tensors) or OSError (unreadable).
+        """
         import tensorflow as tf
 
         p = Path(path)
@@ -218,8 +225,15 @@ class TTURInception:
                 f"{GRAPH_FILENAME} and point to it. This machine may be offline: no Inception "
                 "weights are available on the project's development machines."
             )
+        from google.protobuf.message import DecodeError
+
         graph_def = tf.compat.v1.GraphDef()
-        graph_def.ParseFromString(p.read_bytes())
+        try:
+            graph_def.ParseFromString(p.read_bytes())
+        except DecodeError as err:
+            raise ValueError(
+                f"{p} is not a TensorFlow GraphDef ({err}); expected TTUR's {GRAPH_FILENAME}"
+            ) from err
         return cls(graph_def, name=str(p))
 
     def features(

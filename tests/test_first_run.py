@@ -1,0 +1,132 @@
+"""A new user's first commands, run as the README gives them, in a subprocess.
+
+The main job, `python -m reproduce.figure2 --quick`, runs in an empty folder with an empty
+cache ($WAE_TF_CACHE_DIR), no $WAE_TF_DATA_DIR and no --data_dir, so MNIST is downloaded
+-- from a mirror on 127.0.0.1 serving the shared MNIST files ($WAE_TF_MNIST_MIRROR,
+tests/loopback_mirror.py), never the internet -- and the figure is drawn under the default
+--out_dir. With the mirror down, and for Table 1 without data, the command fails in one
+line before anything is announced or trained. Each script's --help lists its own flags.
+Everything is written under pytest's temporary folder (cache, runs, Keras and matplotlib
+settings). About 40 s on 2 CPU cores, most of it the main job.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import python_env
+from loopback_mirror import dead_url, read_files, serve
+
+from wae_tf import download
+
+# TensorFlow's C++ start-up lines (oneDNN, cpu_feature_guard, absl::InitializeLog): not ours.
+TF_STARTUP_NOISE = re.compile(
+    r"^([IWE]\d{4} [\d:.]+ +\d+ \S+\.cc:\d+\]|WARNING: All log messages before "
+    r"absl::InitializeLog|To enable the following instructions)"
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_internet_needed(monkeypatch):
+    """Belt and braces: no subprocess here sees the real mirror list (python_env copies
+    os.environ; the main job passes its loopback mirror explicitly)."""
+    monkeypatch.setenv(download.MNIST.mirror_env, dead_url())
+
+
+def run_fresh(home: Path, *args: str, timeout: float = 300, **variables: str):
+    """`python *args` in `home`/work, as on a fresh machine: this checkout importable, the
+    cache in `home`/cache (empty at first), no $WAE_TF_DATA_DIR."""
+    work = home / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    env = python_env(
+        WAE_TF_CACHE_DIR=str(home / "cache"),
+        KERAS_HOME=str(home / "keras"),
+        MPLCONFIGDIR=str(home / "matplotlib"),
+        **variables,
+    )
+    env.pop("WAE_TF_DATA_DIR", None)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def our_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line and not TF_STARTUP_NOISE.match(line)]
+
+
+def test_main_job_fetches_mnist_into_the_cache_and_draws_figure2(mnist_dir, tmp_path):
+    with serve(read_files(mnist_dir, download.MNIST.files)) as mirror:
+        result = run_fresh(
+            tmp_path, "-m", "reproduce.figure2", "--quick", WAE_TF_MNIST_MIRROR=mirror.url
+        )
+    assert result.returncode == 0, result.stderr[-4000:]
+    cache = tmp_path / "cache" / "mnist"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(download.MNIST.files)
+    assert download.verified(download.MNIST, cache)
+    assert sorted(name for name, _ in mirror.requests) == sorted(download.MNIST.files)
+    out = tmp_path / "work" / "runs" / "figure2"  # the default --out_dir
+    for name in ("figure2.png", "figure2.md", "figure2.json", "figure2_training_curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "REDUCED SCALE" in (out / "figure2.md").read_text()
+    assert result.stdout.startswith("figure2: REDUCED SCALE") and "runs/figure2/figure2.png" in (
+        result.stdout
+    )
+
+
+def test_main_job_with_the_mirror_down_fails_in_one_line_before_any_training(tmp_path):
+    result = run_fresh(
+        tmp_path, "-m", "reproduce.figure2", "--quick", timeout=120, WAE_TF_MNIST_MIRROR=dead_url()
+    )
+    assert result.returncode == 1
+    lines = our_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("figure2: error: could not fetch mnist")
+    assert "--data_dir" in lines[0] and "no network" in lines[0]
+    assert result.stdout == ""
+    assert not (tmp_path / "work" / "runs").exists()  # nothing announced, trained or written
+
+
+def test_table1_without_data_fails_in_one_line_naming_data_dir_before_announcing(tmp_path):
+    result = run_fresh(tmp_path, "-m", "reproduce.table1", timeout=120)
+    assert result.returncode == 1
+    lines = our_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("table1: error: no celeba data")
+    assert "--data_dir=DIR" in lines[0] and "$WAE_TF_DATA_DIR" in lines[0]
+    assert not (tmp_path / "work" / "runs").exists()
+
+
+def test_each_script_help_lists_its_own_flags_and_not_absls(tmp_path):
+    own = ["--quick", "--out_dir", "--workdir", "--epochs", "--width", "--models", "--assemble"]
+    scripts = {"figure2": own, "figure3": [*own, "--inception_graph"]}
+    scripts["table1"] = scripts["figure3"]
+    work = tmp_path / "work"
+    work.mkdir()
+    env = python_env(MPLCONFIGDIR=str(tmp_path / "matplotlib"), KERAS_HOME=str(tmp_path / "k"))
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", f"reproduce.{name}", "--help"],
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in scripts
+    }
+    for name, process in running.items():
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 1 and "Try --helpfull" in stdout, stderr[-2000:]  # absl's
+        for flag in scripts[name]:
+            assert re.search(rf"^\s+--(\[no\])?{flag[2:]}:", stdout, re.M), (name, flag)
+        assert f"(default: 'runs/{name}')" in stdout  # outputs stay out of tracked folders
+        assert "--logtostderr" not in stdout
