@@ -7,7 +7,7 @@ tests/loopback_mirror.py), never the internet -- and the figure is drawn under t
 --out_dir. With the mirror down, and for Table 1 without data, the command fails in one
 line before anything is announced or trained. Each script's --help lists its own flags.
 Everything is written under pytest's temporary folder (cache, runs, Keras and matplotlib
-settings). About 40 s on 2 CPU cores, most of it the main job.
+settings). About 55 s on 2 busy CPU cores, half of it the main job.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from conftest import python_env
+from conftest import REPO_ROOT, python_env
 from loopback_mirror import dead_url, read_files, serve
 
 from wae_tf import download
@@ -30,11 +29,23 @@ TF_STARTUP_NOISE = re.compile(
 )
 
 
-@pytest.fixture(autouse=True)
-def _no_internet_needed(monkeypatch):
-    """Belt and braces: no subprocess here sees the real mirror list (python_env copies
-    os.environ; the main job passes its loopback mirror explicitly)."""
-    monkeypatch.setenv(download.MNIST.mirror_env, dead_url())
+def readme_first_commands() -> list[str]:
+    """The commands of README.md's first code block, comments dropped."""
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+MAIN_JOB = "python -m reproduce.figure2 --quick"
+
+
+def test_readme_starts_with_install_main_job_and_test_commands_and_ci_runs_the_same():
+    install, main_job, tests = readme_first_commands()
+    assert install == "python -m pip install -r requirements.txt -e ."
+    assert main_job == MAIN_JOB  # what the next test runs
+    assert tests == "python -m pytest -q"
+    ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+    assert tests in [line.strip() for line in ci]
 
 
 def run_fresh(home: Path, *args: str, timeout: float = 300, **variables: str):
@@ -65,9 +76,7 @@ def our_lines(stderr: str) -> list[str]:
 
 def test_main_job_fetches_mnist_into_the_cache_and_draws_figure2(mnist_dir, tmp_path):
     with serve(read_files(mnist_dir, download.MNIST.files)) as mirror:
-        result = run_fresh(
-            tmp_path, "-m", "reproduce.figure2", "--quick", WAE_TF_MNIST_MIRROR=mirror.url
-        )
+        result = run_fresh(tmp_path, *MAIN_JOB.split()[1:], WAE_TF_MNIST_MIRROR=mirror.url)
     assert result.returncode == 0, result.stderr[-4000:]
     cache = tmp_path / "cache" / "mnist"
     assert sorted(p.name for p in cache.iterdir()) == sorted(download.MNIST.files)
