@@ -69,7 +69,6 @@ def checked_data(options: Options) -> tuple[Options, np.ndarray]:
     from wae_tf import data
 
     options = checked_folders(options)
-    root = options.data_dir
     try:
         # Read (and for CelebA decode into the cache) what training will read, then drop it.
         load_train_images(options)
