@@ -374,7 +374,7 @@ def test_cli_missing_data_dir_is_one_clear_line(tmp_path):
         *SMOKE,
     )
     assert result.returncode == 1
-    assert "wae_tf.train: error: data directory" in result.stderr
+    assert "wae_tf.train: error: --data_dir=" in result.stderr  # names the flag
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
     assert not workdir.exists()
 
