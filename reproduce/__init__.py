@@ -24,3 +24,8 @@ calls), `runs` (training the models), `panels` (a model's column of the figure),
 (PNG), `sample_metrics` (MNIST Fréchet score, FID, sharpness), `outputs` (JSON, markdown,
 files, provenance), `bundles` (one model's results on disk), `figure` (the pipeline).
 """
+
+from wae_tf import console
+
+# The scripts are command-line programs: TensorFlow's C++ start-up lines once at most.
+console.quiet_tensorflow_startup()
