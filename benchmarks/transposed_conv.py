@@ -18,6 +18,7 @@ import time
 import keras
 import numpy as np
 
+from wae_tf import provenance
 from wae_tf.layers import SubPixelConv2DTranspose
 
 # (name, input H=W, C_in, C_out, kernel) of the paper's decoders [paper, App. C]
@@ -100,9 +101,14 @@ def main() -> None:
         print(f"{name:16s} {times['plain']:10.2f} {times['subpixel']:10.2f} {ratio:10.2f}")
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump(
-                {"backend": keras.backend.backend(), "args": vars(args), "ms": best}, f, indent=2
-            )
+            record = {
+                "backend": keras.backend.backend(),
+                "args": vars(args),
+                "ms": best,
+                "machine": provenance.machine(),
+                "versions": provenance.library_versions(),
+            }
+            json.dump(record, f, indent=2)
 
 
 if __name__ == "__main__":
