@@ -138,21 +138,9 @@ def reference_run(mnist_dir, tmp_path_factory):
     return workdir, model
 
 
-def test_kill_9_in_epoch_two_then_rerun_equals_the_uninterrupted_run(
-    mnist_dir, tmp_path, reference_run
-):
-    workdir = tmp_path / "run"
-    args = [
-        "--dataset=mnist",
-        "--model=wae_mmd",
-        f"--data_dir={mnist_dir}",
-        f"--workdir={workdir}",
-        f"--train_examples={KILL_EXAMPLES}",
-        "--epochs=2",
-        "--nopretrain",
-        *SMOKE,
-    ]
-    first_checkpoint = workdir / "checkpoints" / "epoch_0001.npz"
+def kill_run_cli_when(args: list[str], done, what: str) -> None:
+    """Start `python -m wae_tf.train *args`, wait until `done()` (at most 240 s), then
+    kill -9 it; assert it got there and had not finished."""
     process = subprocess.Popen(
         [sys.executable, "-m", "wae_tf.train", *args],
         cwd=REPO,
@@ -162,13 +150,37 @@ def test_kill_9_in_epoch_two_then_rerun_equals_the_uninterrupted_run(
     )
     try:
         deadline = time.time() + 240
-        while not first_checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        while not done() and process.poll() is None and time.time() < deadline:
             time.sleep(0.01)
-        assert first_checkpoint.exists(), "the run never completed epoch 1"
+        assert done(), f"the run never {what}"
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.kill()
         process.wait()
+
+
+def kill_test_args(mnist_dir: Path, workdir: Path, *extra: str) -> list[str]:
+    """A 2-epoch WAE-MMD run of 80 steps per epoch, long enough to be killed in epoch 2."""
+    return [
+        "--dataset=mnist",
+        "--model=wae_mmd",
+        f"--data_dir={mnist_dir}",
+        f"--workdir={workdir}",
+        f"--train_examples={KILL_EXAMPLES}",
+        "--epochs=2",
+        "--nopretrain",
+        *extra,
+        *SMOKE,
+    ]
+
+
+def test_kill_9_in_epoch_two_then_rerun_equals_the_uninterrupted_run(
+    mnist_dir, tmp_path, reference_run
+):
+    workdir = tmp_path / "run"
+    args = kill_test_args(mnist_dir, workdir)
+    first_checkpoint = workdir / "checkpoints" / "epoch_0001.npz"
+    kill_run_cli_when(args, first_checkpoint.exists, "completed epoch 1")
     assert not (workdir / "DONE.json").exists(), "the run finished before it could be killed"
     assert not (workdir / "checkpoints" / "epoch_0002.npz").exists()
 
@@ -206,37 +218,14 @@ def test_sparse_checkpoints_and_validation_keep_the_math_and_a_kill_loses_under_
     no checkpoint and no validation): the rerun starts over and ends bit-identical to the
     uninterrupted run that checkpointed and validated every epoch."""
     workdir = tmp_path / "run"
-    args = [
-        "--dataset=mnist",
-        "--model=wae_mmd",
-        f"--data_dir={mnist_dir}",
-        f"--workdir={workdir}",
-        f"--train_examples={KILL_EXAMPLES}",
-        "--epochs=2",
-        "--nopretrain",
-        "--checkpoint_every=2",
-        "--validate_every=2",
-        "--sample_every=0",
-        *SMOKE,
-    ]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wae_tf.train", *args],
-        cwd=REPO,
-        env=cli_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    args = kill_test_args(
+        mnist_dir, workdir, "--checkpoint_every=2", "--validate_every=2", "--sample_every=0"
     )
-    try:
-        deadline = time.time() + 240
-        while process.poll() is None and time.time() < deadline:
-            if (workdir / "history.csv").exists() and len(history_rows(workdir)) == 1:
-                break
-            time.sleep(0.01)
-        assert len(history_rows(workdir)) == 1, "the run never completed epoch 1"
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
+
+    def epoch_one_logged() -> bool:
+        return (workdir / "history.csv").exists() and len(history_rows(workdir)) == 1
+
+    kill_run_cli_when(args, epoch_one_logged, "completed epoch 1")
     assert not (workdir / "DONE.json").exists(), "the run finished before it could be killed"
     assert not list((workdir / "checkpoints").glob("*.npz"))  # none after epoch 1 (N = 2)
     (killed_row,) = history_rows(workdir)
