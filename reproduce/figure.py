@@ -200,6 +200,21 @@ def column_labels(bundle_set: BundleSet) -> dict[str, str]:
     return {m: MODEL_LABELS[m] + (" (missing)" if m in bundle_set.missing else "") for m in MODELS}
 
 
+def assembly_header(
+    what: str, name: str, dataset: str, options: Options, bundle_set: BundleSet
+) -> dict[str, Any]:
+    """The keys every assembled output's JSON starts with: what it is ({what: name}), the
+    dataset, its scale, the column labels, missing models and how its bundles differ."""
+    return {
+        what: name,
+        "dataset": dataset,
+        "scale": bundle_set.scale(options.out_dir).to_dict(),
+        "labels": bundle_set.labels(),
+        "missing_models": list(bundle_set.missing),
+        "bundle_differences": bundle_set.differences,
+    }
+
+
 def assembly_provenance(options: Options, bundle_set: BundleSet, start_time: float) -> dict:
     """The assembly's own provenance (this process) and, per model, its bundle's."""
     return {**outputs.provenance(options, start_time), "bundles": bundle_set.provenance()}

@@ -109,12 +109,7 @@ def assemble(options: Options, bundle_set: BundleSet, start: float) -> dict[str,
     first = bundle_set.first
     seeds = first.config["seeds"]
     payload = {
-        "figure": NAME,
-        "dataset": DATASET,
-        "scale": bundle_set.scale(options.out_dir).to_dict(),
-        "labels": bundle_set.labels(),
-        "missing_models": list(bundle_set.missing),
-        "bundle_differences": bundle_set.differences,
+        **figure.assembly_header("figure", NAME, DATASET, options, bundle_set),
         "models": {m: b.numbers(exclude=MNIST_SHARED) for m, b in bundle_set.bundles.items()},
         "mnist_classifier": first.metrics["mnist_classifier"],
         "split": first.config["split"],

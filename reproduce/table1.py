@@ -139,12 +139,7 @@ def assemble(options: Options, bundle_set: BundleSet, start: float) -> dict[str,
     for name, b in bundle_set.bundles.items():
         rows[name] = {k: b.metrics[k] for k in row_keys if k in b.metrics}
     payload = {
-        "table": NAME,
-        "dataset": DATASET,
-        "scale": bundle_set.scale(options.out_dir).to_dict(),
-        "labels": bundle_set.labels(),
-        "missing_models": list(bundle_set.missing),
-        "bundle_differences": bundle_set.differences,
+        **figure.assembly_header("table", NAME, DATASET, options, bundle_set),
         "rows": rows,
         "paper": PAPER_TABLE1,
         "sharpness_definitions": SHARPNESS_DEFINITIONS,
