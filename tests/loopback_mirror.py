@@ -18,7 +18,8 @@ from pathlib import Path
 
 
 class MirrorHandler(http.server.BaseHTTPRequestHandler):
-    """Serves server.files[name] (bytes); honours `Range: bytes=N-`; records requests.
+    """Serves server.files[name] (bytes); honours `Range: bytes=N-` (416 past the end);
+    records requests.
 
     server.cut: names whose first full-file response stops after half of its bytes while
     announcing the full Content-Length (a dropped connection)."""
@@ -33,6 +34,9 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
         start = 0
         if self.headers.get("Range"):
             start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
+            if start >= len(body):  # as S3 and GCS answer a range past the end
+                self.send_error(416)
+                return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:

@@ -120,3 +120,30 @@ def test_a_wrong_file_already_in_the_folder_is_replaced(mirror, mnist_dir, tmp_p
     assert [n for n, _ in mirror.requests] == ["t10k-labels-idx1-ubyte.gz"]
     assert any("downloading it again" in n for n in notes)
     assert download.verified(download.MNIST, folder)
+
+
+def test_a_finished_part_file_of_a_killed_run_is_installed_without_a_request(
+    mirror, tmp_path, monkeypatch
+):
+    name = "t10k-labels-idx1-ubyte.gz"
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (folder / f".{name}.part").write_bytes(mirror.files[name])  # killed before the rename
+    monkeypatch.setenv(download.MNIST.mirror_env, mirror.url)
+    download.fetch(download.MNIST, folder, progress=lambda m: None)
+    assert name not in [n for n, _ in mirror.requests]
+    assert download.verified(download.MNIST, folder) and not list(folder.glob(".*"))
+
+
+def test_a_part_file_longer_than_the_file_starts_over_after_the_servers_416(
+    mirror, tmp_path, monkeypatch
+):
+    name = "t10k-labels-idx1-ubyte.gz"
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (folder / f".{name}.part").write_bytes(mirror.files[name] + b"junk")
+    monkeypatch.setenv(download.MNIST.mirror_env, mirror.url)
+    download.fetch(download.MNIST, folder, progress=lambda m: None)
+    size = len(mirror.files[name]) + 4
+    assert [r for n, r in mirror.requests if n == name] == [f"bytes={size}-", None]
+    assert download.verified(download.MNIST, folder)

@@ -281,6 +281,28 @@ def test_resume_restores_weights_optimizer_and_rng_state_from_the_checkpoint(tmp
 # ======================================================================================
 
 
+def test_an_extension_in_progress_has_no_final_model_to_serve(mnist_dir, tmp_path, monkeypatch):
+    """Extending a finished run (--epochs up) removes its final.keras with DONE.json: while
+    the extension runs, or after it is killed, nothing serves the old model as the run's."""
+    import keras
+
+    workdir = tmp_path / "run"
+    common = dict(data_dir=mnist_dir, train_examples=100, eval_examples=50, pretrain=False)
+    trainer.train(tiny_config("wae_mmd", epochs=1), workdir, verbose=0, **common)
+    assert (workdir / "final.keras").is_file()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # the extension is stopped before its first epoch ends
+
+    monkeypatch.setattr(keras.Model, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(tiny_config("wae_mmd", epochs=2), workdir, verbose=0, **common)
+    assert not (workdir / "final.keras").exists() and not (workdir / "DONE.json").exists()
+    with pytest.raises(rundir.WorkdirError, match="no final model"):
+        trainer.load_trained_model(workdir)
+    assert trainer.load_trained_model(workdir, allow_unfinished=True) is not None  # epoch 1
+
+
 def test_finished_run_is_loaded_not_retrained(mnist_dir, reference_run):
     workdir, reference = reference_run
     before = snapshot(workdir)

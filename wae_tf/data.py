@@ -114,8 +114,8 @@ def load(
     celeba: (N, 64, 64, 3) in [-1, 1] (x / 127.5 - 1); splits "train", "test" and, when the
     official partition file is used, "validation" (see `celeba_split_rule`).
 
-    data_dir=None: $WAE_TF_DATA_DIR/<dataset> if that variable is set; for fashion_mnist
-    otherwise Debian's /usr/share/datasets/fashion-mnist; else DataError.
+    data_dir=None: the folder `resolve_data_dir` finds ($WAE_TF_DATA_DIR/<name>, Debian's
+    Fashion-MNIST, else MNIST / Fashion-MNIST downloaded into the cache; CelebA: DataError).
     """
     images = load_uint8(
         dataset,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import http.client
 import os
 import sys
 import time
@@ -123,6 +124,9 @@ def verified(dataset: RemoteDataset, folder: str | os.PathLike) -> bool:
     return True
 
 
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime_ns) checked in this process
+
+
 def fetch(
     dataset: RemoteDataset,
     folder: str | os.PathLike,
@@ -130,53 +134,88 @@ def fetch(
 ) -> Path:
     """Make `folder` hold `dataset`'s four verified files; download what is missing.
 
-    Files already there and verified are kept. Returns the folder. Raises DownloadError.
+    Files already there and verified are kept (each is checked once per process while its
+    size and mtime stay the same). Returns the folder. Raises DownloadError.
     """
     folder = Path(folder).expanduser()
     say = progress or _stderr
     for name, md5 in dataset.md5.items():
         target = folder / name
         if target.is_file():
-            try:
-                if decompressed_md5(target) == md5:
-                    continue
-            except ValueError:
-                pass
+            if _identity(target) in _VERIFIED or _content_md5(target) == md5:
+                _VERIFIED.add(_identity(target))
+                continue
             say(f"{target} is not the expected {dataset.name} file: downloading it again")
         _fetch_file(dataset, name, md5, target, say)
+        _VERIFIED.add(_identity(target))
     return folder
+
+
+def _identity(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
+def _content_md5(path: Path) -> str | None:
+    """decompressed_md5, or None for a missing or incomplete gzip file."""
+    try:
+        return decompressed_md5(path)
+    except (OSError, ValueError):
+        return None
 
 
 def _fetch_file(
     dataset: RemoteDataset, name: str, md5: str, target: Path, say: Callable[[str], None]
 ) -> None:
+    """Download `name` into `target` from the first mirror that serves the right content.
+
+    A `.part` file left by an interrupted run is resumed from the first mirror (or taken as
+    it is when already complete); a transfer cut off mid-way is resumed; a resumed file
+    whose content is wrong (two copies' bytes mixed) gets one clean try; the next mirror
+    always starts from zero.
+    """
     part = target.with_name(f"{fileio.TEMPORARY_PREFIX}{name}.part")
+    if _content_md5(part) == md5:  # finished before a kill, not yet installed
+        fileio.promote(part, target)
+        say(f"verified and installed {target} (downloaded earlier)")
+        return
     reasons = []
     for base in dataset.mirror_list():
         url = base + name
-        for _ in range(2):  # a cut-off transfer is resumed once from the .part file
+        clean_retry_left = True
+        for _ in range(3):  # the first try, a resume after a cut, one clean start
+            resuming = part.is_file() and part.stat().st_size > 0
             try:
                 _download(url, part, say)
-            except DownloadInterrupted as e:
-                reasons.append(f"{url}: {e}")
-                continue  # resume from what arrived
-            except (urllib.error.URLError, OSError, ValueError) as e:
+            except urllib.error.HTTPError as e:
+                if e.code == 416 and resuming:  # the range is past the file: start over
+                    part.unlink(missing_ok=True)
+                    continue
                 reasons.append(f"{url}: {_reason(e)}")
                 break
-            try:
-                actual = decompressed_md5(part)
-            except ValueError as e:
+            except urllib.error.URLError as e:
+                reasons.append(f"{url}: {_reason(e)}")
+                break
+            except (OSError, http.client.HTTPException) as e:  # cut off: resume
+                reasons.append(f"{url}: {_reason(e)}")
+                continue
+            except ValueError as e:  # not a URL urllib can open
                 reasons.append(f"{url}: {e}")
-                part.unlink(missing_ok=True)
                 break
-            if actual != md5:
-                reasons.append(f"{url}: content MD5 {actual}, expected {md5}")
-                part.unlink(missing_ok=True)
+            actual = _content_md5(part)
+            if actual == md5:
+                fileio.promote(part, target)
+                say(f"downloaded and verified {target}")
+                return
+            part.unlink(missing_ok=True)
+            reasons.append(
+                f"{url}: content MD5 {actual or '(not a complete gzip file)'}, expected {md5}"
+            )
+            if not (resuming and clean_retry_left):
                 break
-            fileio.promote(part, target)
-            say(f"downloaded and verified {target}")
-            return
-    offline = all(_looks_offline(r) for r in reasons)
+            clean_retry_left = False
+        part.unlink(missing_ok=True)  # never append another mirror's bytes to this one's
+    offline = bool(reasons) and all(_looks_offline(r) for r in reasons)
     hint = (
         "no network: copy the four files by hand into that folder, or pass --data_dir"
         if offline

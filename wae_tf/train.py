@@ -92,7 +92,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "data_dir",
         None,
         "Dataset folder (MNIST: the four IDX files; CelebA: img_align_celeba/). "
-        f"Default: ${data.DATA_DIR_ENV}/<dataset>.",
+        f"Default: ${data.DATA_DIR_ENV}/<dataset>, else MNIST / Fashion-MNIST are downloaded "
+        "into the cache (wae_tf.data.resolve_data_dir).",
         **fv,
     )
     flags.DEFINE_enum("data_source", "files", data.SOURCES, "Read files, or tfds.", **fv)

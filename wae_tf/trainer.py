@@ -242,7 +242,9 @@ def _resume_or_start(
     chief = devices.chief
     if chief:
         rundir.remove_stale_temporaries(paths)
-        paths.done.unlink(missing_ok=True)  # extending a finished run: not finished any more
+        # Extending a finished run: no longer finished, nor is its final model the run's.
+        paths.done.unlink(missing_ok=True)
+        paths.final_model.unlink(missing_ok=True)
     restored = checkpoints.restore_latest(model, paths, move_aside=chief)
     if restored is None:
         if chief:
