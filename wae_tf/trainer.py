@@ -242,9 +242,7 @@ def _resume_or_start(
     chief = devices.chief
     if chief:
         rundir.remove_stale_temporaries(paths)
-        # Extending a finished run: no longer finished, nor is its final model the run's.
-        paths.done.unlink(missing_ok=True)
-        paths.final_model.unlink(missing_ok=True)
+        paths.done.unlink(missing_ok=True)  # extending a finished run: not finished any more
     restored = checkpoints.restore_latest(model, paths, move_aside=chief)
     if restored is None:
         if chief:
@@ -401,7 +399,8 @@ def load_trained_model(workdir: str | os.PathLike, allow_unfinished: bool = Fals
     the workdir is not modified). NoFinalModelError when there is nothing to load.
     """
     paths = RunPaths(Path(workdir).expanduser().absolute())
-    if paths.final_model.is_file():
+    # A run being extended has its old final.keras but no DONE.json: that model is stale.
+    if paths.final_model.is_file() and (paths.done.is_file() or not paths.config.is_file()):
         return keras.saving.load_model(paths.final_model, compile=False)
     latest = checkpoints.latest(paths)
     record = rundir.read_json(paths.config)
