@@ -27,6 +27,10 @@ LogPriorConstant = Literal["official_code", "exact"]
 Distribution = Literal["none", "mirrored", "multi_worker"]  # tf.distribute strategy
 Precision = Literal["float32", "mixed_bfloat16", "mixed_float16"]  # Keras dtype policy
 DataSource = Literal["files", "tfds"]  # image files on disk, or prepared tfds data
+# How the images are divided into train and test (see Config.split_rule).
+SplitRule = Literal["standard", "official_code", "partition_file"]
+# How training batches are drawn (see Config.batch_order).
+BatchOrder = Literal["epoch_permutation", "independent_draws"]
 
 DATASETS: tuple[str, ...] = get_args(Dataset)
 MODELS: tuple[str, ...] = get_args(Model)
@@ -38,6 +42,14 @@ SCHEDULES: tuple[str, ...] = get_args(Schedule)
 LOG_PRIOR_CONSTANTS: tuple[str, ...] = get_args(LogPriorConstant)
 DISTRIBUTIONS: tuple[str, ...] = get_args(Distribution)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+SPLIT_RULES: tuple[str, ...] = get_args(SplitRule)
+BATCH_ORDERS: tuple[str, ...] = get_args(BatchOrder)
+# The split rules each dataset accepts; the first is the paper preset's.
+DATASET_SPLIT_RULES: dict[str, tuple[str, ...]] = {
+    "mnist": ("standard", "official_code"),
+    "fashion_mnist": ("standard", "official_code"),
+    "celeba": ("official_code", "partition_file"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +65,20 @@ class Config:
     # Pixel range the networks see: "unit" = [0, 1] (MNIST, sigmoid output),
     # "symmetric" = [-1, 1] (CelebA, tanh output). [paper, App. C]
     pixel_range: PixelRange = "unit"
+
+    # How train and test are split.
+    #   MNIST / Fashion-MNIST: "standard" = the distributed 60,000 train / 10,000 test files;
+    #     "official_code" = the code pools all 70,000, shuffles them with seed 123 and holds
+    #     out the last 10,000 ([code] datahandler.py:437-470).
+    #   CelebA: "official_code" = the code's Python 2 shuffle (seed 123) of all 202,599 names,
+    #     the last 20,000 held out ([code] datahandler.py:592-608): the split that produced
+    #     the paper's numbers; "partition_file" = the official list_eval_partition.txt.
+    split_rule: SplitRule = "standard"
+    # How training batches are drawn. "epoch_permutation" (ours): each epoch is one
+    # permutation of the training set, seeded by (seed, epoch), so resuming is exact.
+    # "independent_draws": every step draws its batch afresh, without replacement inside
+    # the batch but independently of every other step ([code] wae.py:573-576).
+    batch_order: BatchOrder = "epoch_permutation"
 
     # --- Networks [paper, App. C; code models.py] ---------------------------------------
     z_dim: int = 8  # d_z: 8 for MNIST, 64 for CelebA [paper]
@@ -79,6 +105,11 @@ class Config:
     # rescales lambda and the learning rate; kept so that lambdas mean what they mean there.
     reconstruction_scale: float = 0.05
     log_prior_trick: bool = False  # add log p_Z(z) to the adversary logit [AVB; code]
+    # WAE-GAN: whether the adversary step encodes the batch with freshly drawn input noise.
+    # The code runs the adversary update in a second sess.run, whose add_noise op draws
+    # new noise ([code] wae.py:605-611, models.py:8-16); False (ours) reuses the noisy
+    # batch of the autoencoder step, as Algorithm 1 reads (one noisy sample per step).
+    adversary_fresh_input_noise: bool = False
     # The trick's constant term. "official_code": -1/2 log(2 pi) - d_z/2 log(sigma_z^2), as
     # in the code's z_adversary; "exact": the true -d_z/2 log(2 pi sigma_z^2). They differ
     # by a constant that the adversary's bias must absorb; with d_z = 64 and sigma_z^2 = 2
@@ -130,9 +161,17 @@ class Config:
             ("vae_likelihood", LIKELIHOODS),
             ("lr_schedule", SCHEDULES),
             ("log_prior_constant", LOG_PRIOR_CONSTANTS),
+            ("split_rule", SPLIT_RULES),
+            ("batch_order", BATCH_ORDERS),
         ):
             value = getattr(self, name)
             _check(value in choices, f"{name} must be one of {choices}, got {value!r}")
+        allowed = DATASET_SPLIT_RULES[self.dataset]
+        _check(
+            self.split_rule in allowed,
+            f"split_rule {self.split_rule!r} does not apply to {self.dataset}; "
+            f"choose from {', '.join(allowed)}",
+        )
         _check(
             len(self.lr_boundaries) == len(self.lr_factors),
             "lr_boundaries and lr_factors differ in length",
@@ -181,6 +220,10 @@ class Config:
         if unknown:
             raise ValueError(f"unknown config fields: {', '.join(unknown)}")
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        # A config.json written before split_rule existed: its run used the dataset's
+        # default rule (MNIST's standard files; CelebA's code shuffle, see data.py).
+        if "split_rule" not in kwargs and "dataset" in kwargs:
+            kwargs["split_rule"] = DATASET_SPLIT_RULES.get(kwargs["dataset"], ("standard",))[0]
         return cls(**kwargs)
 
     def replace(self, **overrides: Any) -> Config:
@@ -225,6 +268,7 @@ def _celeba(model: str) -> Config:
         pz_scale=math.sqrt(2.0),  # P_Z = N(0, 2 I) [paper]; the code uses 1
         epochs=55,  # WAE [paper]
         pretrain_batch_size=256,  # [code]
+        split_rule="official_code",  # the split behind the paper's numbers [code]
     )
     if model == "wae_mmd":
         return base.replace(penalty_weight=100.0, learning_rate=1e-3)  # [paper]
