@@ -408,7 +408,7 @@ def parse(*args: str) -> flags.FlagValues:
         (["--dataset=svhn", "--model=wae_mmd"], "dataset"),
         (["--dataset=mnist", "--model=wae"], "model"),
         (["--dataset=mnist", "--model=vae", "--config=best"], "config"),
-        (["--dataset=mnist", "--model=vae", "--config=official_code"], "celeba only"),
+        (["--dataset=mnist", "--model=vae", "--config=official_code"], "wae_mmd and wae_gan"),
         (["--dataset=celeba", "--model=vae", "--config=official_code"], "wae_mmd and wae_gan"),
         (["--dataset=mnist", "--model=vae", "--epochs=0"], "epochs"),
         (["--dataset=mnist", "--model=vae", "--learning_rate=0"], "learning_rate must be"),
