@@ -106,3 +106,57 @@ def test_history_row_on_a_full_disk_names_history_csv(small_tmpfs):
     with pytest.raises(fileio.DiskFullError, match=f"^no space left to write {path}$"):
         rundir.append_history_row(path, {"epoch": 1, "loss": 0.5})
     assert rundir.read_history(path) == []  # nothing, or a torn row that readers drop
+
+
+# ======================================================================================
+# history.csv whose columns change between invocations (wae_tf.rundir)
+# ======================================================================================
+
+
+def test_a_column_added_later_is_kept_and_the_file_gets_the_union_header(tmp_path):
+    from wae_tf import rundir
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n1,3.5\n2,2.5\n")  # an old run: no epoch_time_s, no val_
+    rundir.append_history_row(
+        path, {"epoch": 3, "loss": 1.5, "val_loss": 1.75, "epoch_time_s": 0.25}
+    )
+    rundir.append_history_row(path, {"epoch": 4, "loss": 1.25, "epoch_time_s": 0.5})
+    assert path.read_text().splitlines() == [
+        "epoch,loss,epoch_time_s,val_loss",
+        "1,3.5,,",
+        "2,2.5,,",
+        "3,1.5,0.25,1.75",
+        "4,1.25,0.5,",
+    ]
+    assert not list(tmp_path.glob(".*"))  # rewritten atomically: no temporary left
+
+
+def test_a_foreign_history_csv_is_refused_in_one_line_and_left_as_it_is(tmp_path):
+    from wae_tf import rundir
+
+    path = tmp_path / "history.csv"
+    foreign = "step,accuracy\n100,0.5\n200,0.75\n"
+    path.write_text(foreign)
+    for action in (
+        lambda: rundir.append_history_row(path, {"epoch": 1, "loss": 0.5}),
+        lambda: rundir.truncate_history(path, 0),
+    ):
+        with pytest.raises(rundir.WorkdirError) as caught:
+            action()
+        assert str(caught.value) == (
+            f"{path} is not a wae_tf history (its first column is 'step', not 'epoch'): "
+            "move it away or use another --workdir"
+        )
+        assert path.read_text() == foreign
+
+
+def test_appending_a_row_reads_only_the_header_line(tmp_path):
+    """O(1) per epoch: the rows already there are not read again (here they could not be
+    decoded, so reading them would fail)."""
+    from wae_tf import rundir
+
+    path = tmp_path / "history.csv"
+    path.write_bytes(b"epoch,loss\n" + b"1,\xff\xfe\n" * 1000)
+    rundir.append_history_row(path, {"epoch": 1001, "loss": 0.5})
+    assert path.read_bytes().endswith(b"1,\xff\xfe\n1001,0.5\n")

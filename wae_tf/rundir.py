@@ -276,37 +276,76 @@ def read_history_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def truncate_history(path: Path, last_epoch: int) -> None:
-    """Keep only rows of epochs <= last_epoch (a kill can leave a row ahead of a checkpoint)."""
+    """Keep only rows of epochs <= last_epoch (a kill can leave a row ahead of a checkpoint).
+
+    WorkdirError, leaving the file as it is, when it is not a wae_tf history.
+    """
+    _check_ours(path, read_history_header(path))
     header, rows = read_history_rows(path)
     if not header:
         return
     kept = [row for row in rows if int(row["epoch"]) <= last_epoch]
+    content = _csv_text(header, kept)
+    if content != path.read_text():
+        fileio.write_text(path, content)
+
+
+def read_history_header(path: Path) -> list[str]:
+    """The column names on history.csv's first line; [] when there is no file or no
+    complete first line. Reads that line only."""
+    if not path.is_file():
+        return []
+    with open(path, "rb") as f:
+        first = f.readline().decode("utf-8", errors="replace")
+    if not first.endswith("\n"):
+        return []  # empty, or a header torn by a kill
+    return next(csv.reader([first]), [])
+
+
+def _check_ours(path: Path, header: list[str]) -> None:
+    """WorkdirError unless `header` is empty or a wae_tf history's (first column epoch)."""
+    if header and header[0] != "epoch":
+        raise WorkdirError(
+            f"{path} is not a wae_tf history (its first column is {header[0]!r}, not "
+            "'epoch'): move it away or use another --workdir"
+        )
+
+
+def _csv_text(header: list[str], rows: list[dict[str, Any]], with_header: bool = True) -> str:
+    """`rows` as CSV under `header` (missing cells empty), with the header line first."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(kept)
-    if buffer.getvalue() != path.read_text():
-        fileio.write_text(path, buffer.getvalue())
+    writer = csv.DictWriter(buffer, fieldnames=header, restval="", lineterminator="\n")
+    if with_header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def append_history_row(path: Path, row: dict[str, Any]) -> None:
     """Append one epoch's row (the header first, for a new file) and fsync it.
 
     Values: ints as they are, floats with 9 significant digits (float32 round-trips
-    exactly), None as an empty cell (not measured that epoch). A full disk raises
-    `fileio.DiskFullError`; a partly written row is dropped when the run resumes.
+    exactly), None as an empty cell (not measured that epoch). Only the header line is
+    read, so an epoch costs the same however long the file is. A row with a column the
+    file lacks (validation turned on later, a column added by a newer version) makes the
+    file be rewritten once, atomically, with the union of the columns: earlier rows get
+    empty cells, no value is dropped. A file that is not a wae_tf history raises
+    WorkdirError, untouched. A full disk raises `fileio.DiskFullError`; a partly written
+    row is dropped when the run resumes.
     """
-    header, _ = read_history_rows(path)
-    new_file = not header
-    if new_file:
-        header = ["epoch", *sorted(k for k in row if k != "epoch")]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=header, extrasaction="ignore", restval="", lineterminator="\n"
-    )
-    if new_file:
-        writer.writeheader()
-    writer.writerow(
-        {k: v if isinstance(v, int) else "" if v is None else f"{v:.9g}" for k, v in row.items()}
-    )
-    fileio.append_text(path, buffer.getvalue())
+    cells = {
+        k: v if isinstance(v, int) else "" if v is None else f"{v:.9g}" for k, v in row.items()
+    }
+    header = read_history_header(path)
+    _check_ours(path, header)
+    if not header:  # a new file (or one whose header a kill tore: nothing to keep)
+        fileio.write_text(
+            path, _csv_text(["epoch", *sorted(k for k in row if k != "epoch")], [cells])
+        )
+        return
+    added = sorted(set(row) - set(header))
+    if added:
+        _, rows = read_history_rows(path)
+        fileio.write_text(path, _csv_text([*header, *added], [*rows, cells]))
+        return
+    fileio.append_text(path, _csv_text(header, [cells], with_header=False))
