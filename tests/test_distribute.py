@@ -380,5 +380,24 @@ def test_cli_trains_under_mirrored_with_synchronised_bn_and_resumes_on_one_devic
     assert [int(e) for e in epochs] == [1, 2]
 
 
+@pytest.mark.slow
+def test_cli_trains_several_epochs_under_mirrored_on_a_single_device(mnist_dir, tmp_path):
+    """One replica (this CPU, not split): a second validated epoch used to end in a
+    StopIteration traceback, in Keras's peek at the cached, exhausted validation iterator
+    (keras/src/backend/tensorflow/trainer.py, `evaluate` -> `_maybe_symbolic_build`)."""
+    import csv
+
+    workdir = tmp_path / "run"
+    common = tiny_mnist_run_flags(mnist_dir, workdir, model="vae")
+    result = _train_cli(*common, "--epochs=2", "--distribution=mirrored", two_cpus=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "1 replica" in result.stderr
+    assert "Traceback" not in result.stderr
+    with open(workdir / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in rows] == [1, 2]
+    assert all(row["val_loss"] for row in rows)  # both epochs were validated
+
+
 if __name__ == "__main__":
     _main(*sys.argv[1:])

@@ -291,6 +291,12 @@ def _fit(
         eval_ds = data.eval_dataset(
             run_data.eval, config.batch_size, pixel_range=config.pixel_range
         )
+        if data.use_tf_data():
+            # Repeated, each pass bounded by validation_steps: under a strategy Keras peeks
+            # at its cached validation iterator before each pass, which a one-pass stream
+            # has exhausted by the second (StopIteration; keras/src/backend/tensorflow/
+            # trainer.py, evaluate -> _maybe_symbolic_build). Every pass restarts at image 0.
+            eval_ds = eval_ds.repeat()
     guard = callbacks.NonFiniteGuard()
     checkpoint = callbacks.EpochCheckpoint(
         paths,
