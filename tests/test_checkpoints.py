@@ -108,6 +108,70 @@ def test_a_damaged_file_assigns_nothing(two_epochs, tmp_path):
         np.testing.assert_array_equal(old, np.asarray(variable))
 
 
+def test_files_that_are_not_npz_archives_are_not_checkpoints_one_line_each(tmp_path, caplog):
+    paths = rundir.RunPaths(tmp_path)
+    paths.checkpoints.mkdir()
+    paths.checkpoint(1).write_bytes(b"garbage written over a checkpoint")
+    paths.checkpoint(2).write_bytes(b"")  # truncated to nothing
+    model = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=4)
+    with caplog.at_level(logging.WARNING), pytest.raises(rundir.WorkdirError):
+        checkpoints.restore_latest(model, paths)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"{paths.checkpoint(2)} is not a checkpoint (an empty file); moved it aside to "
+        "epoch_0002.npz.corrupt",
+        f"{paths.checkpoint(1)} is not a checkpoint (not an .npz archive); moved it aside to "
+        "epoch_0001.npz.corrupt",
+    ]
+
+
+def test_a_worker_that_listed_before_the_chief_moved_the_damaged_one_aside_follows_it(
+    two_epochs, tmp_path, monkeypatch, caplog
+):
+    """Multi-worker resume: the chief and another worker read the same shared folder. The
+    worker listed the checkpoints, then the chief chose epoch 1 and moved the damaged
+    epoch 2 aside, then the worker reads: it makes the chief's choice, and says nothing
+    about a missing file."""
+    paths = copy_run(two_epochs, tmp_path / "run")
+    paths.checkpoint(2).write_bytes(paths.checkpoint(2).read_bytes()[:1000])
+    listed_by_the_worker = checkpoints.list_checkpoints(paths)
+    chief = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=4)
+    assert checkpoints.restore_latest(chief, paths, move_aside=True)[0] == 1
+    assert (paths.checkpoints / "epoch_0002.npz.corrupt").is_file()
+
+    monkeypatch.setattr(checkpoints, "list_checkpoints", lambda _: listed_by_the_worker)
+    worker = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=4)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert checkpoints.restore_latest(worker, paths, move_aside=False)[0] == 1
+    assert caplog.records == []
+    for a, b in zip(chief.variables, worker.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_chief_moves_a_damaged_checkpoint_aside_only_after_it_has_chosen(
+    two_epochs, tmp_path, monkeypatch
+):
+    """While the chief reads the older checkpoints, another worker still sees the damaged
+    newest one where it was (it judges it by reading, as the chief did)."""
+    paths = copy_run(two_epochs, tmp_path / "run")
+    paths.checkpoint(2).write_bytes(b"PK\x03\x04 torn")
+    seen = []
+    restore = checkpoints.restore
+
+    def restore_and_look(model, path):
+        seen.append((path.name, sorted(p.name for p in paths.checkpoints.iterdir())))
+        return restore(model, path)
+
+    monkeypatch.setattr(checkpoints, "restore", restore_and_look)
+    model = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=4)
+    assert checkpoints.restore_latest(model, paths, move_aside=True)[0] == 1
+    assert seen[-1] == ("epoch_0001.npz", ["epoch_0001.npz", "epoch_0002.npz"])
+    assert sorted(p.name for p in paths.checkpoints.iterdir()) == [
+        "epoch_0001.npz",
+        "epoch_0002.npz.corrupt",
+    ]
+
+
 # ======================================================================================
 # A damaged latest checkpoint
 # ======================================================================================

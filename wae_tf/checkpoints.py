@@ -37,6 +37,8 @@ CORRUPT_SUFFIX = ".corrupt"  # what an unreadable checkpoint is renamed to (not 
 # byte (BadZipFile "Bad CRC-32" when the member is read, zlib.error, ValueError in the
 # .npy header or the metadata's JSON), a missing member (KeyError), an I/O error.
 _READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+# The first bytes of a zip archive (an .npz): a local file header, or an empty archive.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 class UnreadableCheckpointError(WorkdirError):
@@ -73,6 +75,7 @@ def save(model: keras.Model, path: str | Path, meta: dict[str, Any]) -> None:
 def read(path: str | Path) -> tuple[dict[str, Any], list[np.ndarray]]:
     """(meta, arrays in save order) of a checkpoint, every member read in full so that
     each one's CRC is checked. UnreadableCheckpointError (naming the file) if damaged."""
+    _check_is_archive(path)
     try:
         with np.load(path, allow_pickle=False) as saved:
             meta = json.loads(str(saved["meta"]))
@@ -81,6 +84,23 @@ def read(path: str | Path) -> tuple[dict[str, Any], list[np.ndarray]]:
         reason = str(e) or type(e).__name__
         raise UnreadableCheckpointError(f"checkpoint {path} is unreadable ({reason})") from e
     return meta, arrays
+
+
+def _check_is_archive(path: str | Path) -> None:
+    """UnreadableCheckpointError in plain words for a file that is not a zip archive at
+    all (empty, or other bytes): np.load would try it as a pickle and answer with a
+    paragraph about allow_pickle."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_ZIP_MAGIC[0]))
+    except OSError as e:
+        raise UnreadableCheckpointError(
+            f"checkpoint {path} is unreadable ({e.strerror or e})"
+        ) from e
+    if not head:
+        raise UnreadableCheckpointError(f"{path} is not a checkpoint (an empty file)")
+    if head not in _ZIP_MAGIC:
+        raise UnreadableCheckpointError(f"{path} is not a checkpoint (not an .npz archive)")
 
 
 def restore(model: keras.Model, path: str | Path) -> dict[str, Any]:
@@ -143,23 +163,33 @@ def restore_latest(
     Each unreadable one is reported in one log line and, with `move_aside`, renamed to
     `<name>.corrupt` (kept for inspection, no longer listed). When checkpoints exist but
     none is readable: WorkdirError saying what to do.
+
+    Multi-worker training: every worker calls this on the shared workdir, and only the
+    chief (move_aside=True) renames. The choice is made by reading alone, newest first,
+    so every worker makes the same one; the chief renames the damaged files only after
+    it has chosen, and a worker that finds one already renamed skips it as the chief did.
     """
-    damaged = []
+    damaged: list[tuple[Path, UnreadableCheckpointError]] = []
+    restored = None
     for epoch, path in reversed(list_checkpoints(paths)):
         try:
-            meta = restore(model, path)
+            restored = epoch, restore(model, path)
+            break
         except UnreadableCheckpointError as e:
-            damaged.append(path)
-            if move_aside:
-                path.rename(path.with_name(path.name + CORRUPT_SUFFIX))
-                logging.warning("%s; moved it aside to %s%s", e, path.name, CORRUPT_SUFFIX)
-            else:
-                logging.warning("%s; trying the one before", e)
-            continue
-        return epoch, meta
-    if not damaged:
-        return None
-    names = ", ".join(p.name for p in damaged)
+            aside = path.with_name(path.name + CORRUPT_SUFFIX)
+            if not path.exists() and aside.exists():  # the chief judged it first
+                logging.info("%s was damaged and is moved aside as %s", path.name, aside.name)
+                continue
+            damaged.append((path, e))
+    for path, error in damaged:
+        if move_aside:
+            path.rename(path.with_name(path.name + CORRUPT_SUFFIX))
+            logging.warning("%s; moved it aside to %s%s", error, path.name, CORRUPT_SUFFIX)
+        else:
+            logging.warning("%s; skipped it", error)
+    if restored is not None or not damaged:
+        return restored
+    names = ", ".join(p.name for p, _ in damaged)
     if move_aside:
         raise WorkdirError(
             f"no readable checkpoint in {paths.checkpoints} ({names} damaged, moved aside "
