@@ -319,6 +319,28 @@ def test_make_strategy_rejects_unknown_names_and_bad_gpu_counts():
         distribute.make_strategy("mirrored", visible + 1)
 
 
+def test_too_many_gpus_suggests_a_num_gpus_the_cli_accepts():
+    """The refusal's suggested --num_gpus=N parses, and trains on what it promises."""
+    import re
+
+    import tensorflow as tf
+    from absl import flags
+
+    from wae_tf import distribute, train
+
+    visible = len(tf.config.list_logical_devices("GPU"))
+    with pytest.raises(ValueError) as refusal:
+        distribute.make_strategy("mirrored", visible + 1)
+    suggested = re.search(r"--num_gpus=(\d+)", str(refusal.value))
+    assert suggested, str(refusal.value)
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["wae_tf.train", "--dataset=mnist", "--model=vae", "--workdir=W", suggested[0]])
+    assert values.num_gpus == int(suggested[1]) == visible
+    strategy = distribute.make_strategy("mirrored", values.num_gpus)
+    assert strategy.num_replicas_in_sync >= 1
+
+
 def test_mirrored_without_gpus_falls_back_to_the_cpu():
     import tensorflow as tf
 

@@ -55,7 +55,7 @@ def make_strategy(name: str, num_gpus: int | None = None, devices: Sequence[str]
     """A `tf.distribute.Strategy` for `name` in STRATEGIES, or None for "none".
 
     name="mirrored": synchronous data parallelism on one machine, over the first
-      `num_gpus` GPUs (None: all visible GPUs), or over the explicit `devices`
+      `num_gpus` GPUs (None: all visible GPUs; 0: the CPU), or over the explicit `devices`
       (e.g. ["/cpu:0", "/cpu:1"]). Without GPUs it falls back to the CPU device(s).
     name="multi_worker": synchronous data parallelism over the machines of the
       cluster described by the TF_CONFIG environment variable, every local GPU of each
@@ -100,9 +100,14 @@ def _mirrored_devices(
             raise ValueError("give either num_gpus or devices, not both")
         return list(devices)
     if num_gpus is not None and num_gpus > len(gpus):
+        if not gpus:
+            raise ValueError(
+                f"asked for {num_gpus} GPU(s) but none is visible; use --num_gpus=0 to "
+                "train on the CPU"
+            )
         raise ValueError(
-            f"asked for {num_gpus} GPU(s) but {len(gpus)} are visible "
-            f"({', '.join(gpus) or 'none'}); use --num_gpus={len(gpus)} or fewer"
+            f"asked for {num_gpus} GPU(s) but {len(gpus)} are visible ({', '.join(gpus)}); "
+            f"use --num_gpus={len(gpus)} or fewer"
         )
     if gpus and num_gpus != 0:
         return gpus[: len(gpus) if num_gpus is None else num_gpus]

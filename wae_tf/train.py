@@ -169,7 +169,11 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "distribution", "none", configs.DISTRIBUTIONS, "tf.distribute strategy.", **fv
     )
     flags.DEFINE_integer(
-        "num_gpus", None, "GPUs for --distribution (default: all).", lower_bound=1, **fv
+        "num_gpus",
+        None,
+        "GPUs for --distribution=mirrored (default: all visible; 0: the CPU).",
+        lower_bound=0,
+        **fv,
     )
     flags.DEFINE_enum("precision", "float32", configs.PRECISIONS, "Keras dtype policy.", **fv)
     flags.DEFINE_integer(
