@@ -3,7 +3,8 @@
 `serve(files)` serves `files[name]` (bytes) at `<server.url><name>`, the layout of the usual
 MNIST mirrors (base URL + official file name), honours `Range: bytes=N-` (resumed
 downloads), records every request and can cut a transfer off half-way; `dead_url()` is a
-base URL on 127.0.0.1 where nothing listens. Used by test_download.py and
+base URL on 127.0.0.1 where nothing listens; `silent()` accepts connections and never
+answers. Used by test_download.py and
 test_first_run.py (as $WAE_TF_MNIST_MIRROR). Nothing here touches the internet.
 """
 
@@ -82,3 +83,35 @@ def dead_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/mnist/"
+
+
+@contextlib.contextmanager
+def silent() -> Iterator:
+    """A server on 127.0.0.1 that accepts every connection and never answers (a hung
+    mirror); yields it, with .url (base URL) and .connections (how many were accepted)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    server = type("SilentServer", (), {})()
+    server.url = f"http://127.0.0.1:{listener.getsockname()[1]}/mnist/"
+    server.connections = 0
+    held, stop = [], threading.Event()
+
+    def accept_and_hold():
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            held.append(connection)
+            server.connections += 1
+
+    thread = threading.Thread(target=accept_and_hold, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        listener.close()

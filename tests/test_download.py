@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import time
 
 import numpy as np
 import pytest
-from loopback_mirror import dead_url, read_files, serve
+from loopback_mirror import dead_url, read_files, serve, silent
 
 from wae_tf import data, download
 
@@ -147,3 +148,35 @@ def test_a_part_file_longer_than_the_file_starts_over_after_the_servers_416(
     size = len(mirror.files[name]) + 4
     assert [r for n, r in mirror.requests if n == name] == [f"bytes={size}-", None]
     assert download.verified(download.MNIST, folder)
+
+
+def test_a_mirror_that_never_answers_is_named_with_its_time_out_while_it_is_awaited(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(download, "TIMEOUT_S", 2.0)
+    monkeypatch.setattr(download, "WAIT_NOTICE_S", 0.2)
+    notes = []
+    with silent() as hung:
+        monkeypatch.setenv(download.MNIST.mirror_env, hung.url)
+        start = time.monotonic()
+        with pytest.raises(download.DownloadError) as error:
+            download.fetch(
+                download.MNIST,
+                tmp_path / "mnist",
+                progress=lambda m: notes.append((time.monotonic() - start, m)),
+            )
+        waited = time.monotonic() - start
+        assert hung.connections == 1  # given up for the next mirror, not retried as cut off
+    ((noted_at, note),) = notes
+    assert note == f"waiting for {hung.url} to answer (gives up after 2 s without an answer)"
+    assert noted_at < 1.5 <= waited  # said while waiting, not after giving up
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"{hung.url}{NAMES[0]}: no answer within 2 s" in message
+
+
+def test_a_mirror_that_answers_at_once_adds_no_waiting_line(mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv(download.MNIST.mirror_env, mirror.url)
+    notes = []
+    download.fetch(download.MNIST, tmp_path / "mnist", progress=notes.append)
+    assert not [n for n in notes if "waiting for" in n]

@@ -9,8 +9,10 @@ the MD5 of its *decompressed* IDX bytes: mirrors and distributions recompress th
 A download goes to a hidden `.part` file next to its target and is renamed onto it only
 once verified (after fsync), so the data folder never holds a torn or unverified file. A
 transfer cut off half-way is resumed from the `.part` file with an HTTP Range request the
-next time. Failures are one line each (`DownloadError`): offline, every mirror tried with
-its reason, or a file whose content is not the dataset's.
+next time. A mirror that has not answered after a second is named in one line with its
+time-out (`TIMEOUT_S`, for the connection and for each read); one that does not answer
+in time is given up for the next one. Failures are one line each (`DownloadError`): offline,
+every mirror tried with its reason, or a file whose content is not the dataset's.
 
 Why hand-written: tensorflow-datasets verifies the sha256 of the *compressed* files, so it
 rejects recompressed copies (paper_spec.md, "Known problems"), and needs TensorFlow; the
@@ -25,6 +27,7 @@ import hashlib
 import http.client
 import os
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,7 +38,8 @@ from pathlib import Path
 from wae_tf import fileio
 
 CHUNK = 1 << 16
-TIMEOUT_S = 30.0
+TIMEOUT_S = 30.0  # for the connection, the answer, and each read
+WAIT_NOTICE_S = 1.0  # a mirror silent this long is named, with TIMEOUT_S
 
 
 class DownloadError(RuntimeError):
@@ -184,7 +188,8 @@ def _fetch_file(
         url = base + name
         clean_retry_left = True
         for _ in range(3):  # the first try, a resume after a cut, one clean start
-            resuming = part.is_file() and part.stat().st_size > 0
+            have = part.stat().st_size if part.is_file() else 0
+            resuming = have > 0
             try:
                 _download(url, part, say)
             except urllib.error.HTTPError as e:
@@ -196,6 +201,12 @@ def _fetch_file(
             except urllib.error.URLError as e:
                 reasons.append(f"{url}: {_reason(e)}")
                 break
+            except TimeoutError:
+                got = (part.stat().st_size if part.is_file() else 0) > have
+                reasons.append(f"{url}: no answer within {TIMEOUT_S:g} s")
+                if got:  # it stalled mid-transfer: resume
+                    continue
+                break  # it never answered: the next mirror
             except (OSError, http.client.HTTPException) as e:  # cut off: resume
                 reasons.append(f"{url}: {_reason(e)}")
                 continue
@@ -238,7 +249,22 @@ def _download(url: str, part: Path, say: Callable[[str], None]) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "wae-tf"})
     if have:
         request.add_header("Range", f"bytes={have}-")
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+    # A mirror that accepts the connection and does not answer would be silent for up to
+    # TIMEOUT_S: say whom we wait for, unless the answer comes at once (a refused
+    # connection stays one line, the final error).
+    base = url.rsplit("/", 1)[0] + "/"
+    notice = threading.Timer(
+        WAIT_NOTICE_S,
+        say,
+        [f"waiting for {base} to answer (gives up after {TIMEOUT_S:g} s without an answer)"],
+    )
+    notice.daemon = True
+    notice.start()
+    try:
+        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+    finally:
+        notice.cancel()
+    with response:
         if have and response.status != 206:  # the server ignored the range: start over
             have = 0
         length = response.headers.get("Content-Length")
