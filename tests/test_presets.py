@@ -1,13 +1,16 @@
 """Presets and heuristics pinned to their sources.
 
 [code] = github.com/tolstikhin/wae at commit 6351565 (file:line); [paper] = Tolstikhin et
-al., ICLR 2018, App. C. Covers: the MNIST WAE-GAN lambda, encoder pretraining (lr, input
-noise; TensorFlow and JAX), the `official_code` CelebA preset and its lr decay, and the
-code's CelebA train/test split (its Python 2 shuffle).
+al., ICLR 2018, App. C. Covers: every field of every preset against tests/preset_table.py
+(and README's tables generated from it), the learning rates of the real optimizers at the
+schedule's boundaries, encoder pretraining (lr, input noise; TensorFlow and JAX), the
+presets against the code's own configs.py, and the code's CelebA train/test split (its
+Python 2 shuffle). tests/test_preset_mutations.py checks that these checks catch changes.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib.util
 import json
@@ -18,10 +21,12 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import preset_checks
+import preset_table
 import pytest
-from conftest import run_python
+from conftest import REPO_ROOT, run_python
 
-from wae_tf import data, optimizers, pretraining
+from wae_tf import data, pretraining
 from wae_tf.configs import get_config, tiny
 from wae_tf.models import build_model
 
@@ -32,35 +37,38 @@ OFFICIAL_COMMIT = "6351565"
 
 
 # ======================================================================================
-# 1. MNIST lambda
+# 1. Every preset = tests/preset_table.py, field by field; the real optimizers' lrs
 # ======================================================================================
-@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
-@pytest.mark.parametrize("model", ["wae_mmd", "wae_gan"])
-def test_mnist_lambda_is_10_for_both_waes(dataset, model):
-    # [code] configs.py:105 config_mnist['lambda'] = 10., one value for both WAEs (no
-    # WAE-GAN-specific one); [paper] App. C.1 gives a single lambda = 10 for MNIST.
-    assert get_config(dataset, model).penalty_weight == 10.0
+@pytest.mark.parametrize("preset", preset_table.PRESETS, ids="-".join)
+def test_preset_equals_the_table_field_by_field(preset):
+    # A Config field without a row fails here too: a new field cannot go unpinned.
+    assert preset_checks.table_mismatches(preset) == []
 
 
-def test_mnist_wae_gan_lambda_stays_overridable():
-    config = get_config("mnist", "wae_gan").replace(penalty_weight=1.0)
-    assert config.penalty_weight == 1.0 and config.adversary_learning_rate == 5e-4
+@pytest.mark.parametrize("preset", preset_table.PRESETS, ids="-".join)
+def test_real_optimizers_follow_the_codes_schedule_around_every_boundary(preset):
+    # The compiled model's own Adam(s), read at the first and last step of epochs 29/30/31,
+    # 49/50/51, 99/100/101 ([code] wae.py:542-548: /2 from 0-based epoch 30, /5 more from
+    # 50, /10 more from 100) or 0/1/24/48/49 and past the end ([code] wae.py:549-552).
+    assert preset_checks.learning_rate_mismatches(preset) == []
+
+
+@pytest.mark.parametrize("preset", preset_table.NO_PRESET, ids="-".join)
+def test_the_official_code_variant_has_no_vae(preset):
+    with pytest.raises(ValueError, match="official_code variant exists for wae_mmd and wae_gan"):
+        get_config(*preset)
+
+
+def test_readme_preset_section_is_the_tables_output():
+    # README's preset tables are generated: `python tests/preset_table.py` prints them.
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert preset_table.markdown() in readme, "README: paste `python tests/preset_table.py`"
 
 
 # ======================================================================================
 # 2. Encoder pretraining: the autoencoder's lr, input noise on
 # ======================================================================================
-PRESETS = [
-    ("mnist", "wae_mmd", "paper"),
-    ("mnist", "wae_gan", "paper"),
-    ("celeba", "wae_mmd", "paper"),
-    ("celeba", "wae_gan", "paper"),
-    ("celeba", "wae_mmd", "official_code"),
-    ("celeba", "wae_gan", "official_code"),
-]
-
-
-@pytest.mark.parametrize(("dataset", "model", "variant"), PRESETS)
+@pytest.mark.parametrize(("dataset", "model", "variant"), preset_table.WAES)
 def test_pretraining_lr_is_the_autoencoders_lr_and_noise_is_on(dataset, model, variant):
     # [code] wae.py:379 lr = opts['lr']; wae.py:406 opt = self.optimizer(lr) (decay 1), and
     # wae.py:445 runs the steps with is_training=True, i.e. with models.py:8-16 add_noise.
@@ -155,108 +163,78 @@ def test_pretraining_on_jax_uses_the_lr_noise_and_seed_generator():
 
 
 # ======================================================================================
-# 3. The official_code CelebA preset and its smooth decay
+# 3. The presets against the code's own configs.py, where a copy of the code is found
 # ======================================================================================
-@pytest.mark.parametrize("model", ["wae_mmd", "wae_gan"])
-def test_official_code_preset_is_configs_py_config_celeba(model):
-    c = get_config("celeba", model, "official_code")
-    # [code] configs.py line by line (config_celebA):
-    assert c.pixel_range == "symmetric"  # :14 input_normalize_sym
-    assert c.adam_beta1 == 0.5  # :19
-    assert c.learning_rate == 5e-4  # :20 lr (both WAEs)
-    assert c.adversary_learning_rate == 1e-3  # :21 lr_adv
-    assert c.lr_schedule == "official_code" and c.lr_decay_epochs == 50  # :22 manual_smooth
-    assert c.batch_size == 100  # :23
-    assert c.epochs == 50  # :24 epoch_num
-    assert c.init_stddev == 0.0099999  # :25
-    assert c.batch_norm and c.bn_epsilon == 1e-5 and c.bn_momentum == 0.9  # :27-29
-    assert c.kernel_size == 5  # :30
-    assert c.pretrain_encoder and c.pretrain_batch_size == 256  # :32-33
-    assert c.input_noise_stddev == 0.01  # :34 e_noise add_noise (models.py:12 std 0.01)
-    assert c.encoder_filters == (128, 256, 512, 1024)  # :35-36, 1024 / 2^(3-i)
-    assert c.decoder_dense_filters == 1024 and c.decoder_filters == (512, 256, 128)  # :39-40
-    assert c.log_prior_trick == (model == "wae_gan")  # :43 gan_p_trick (WAE-GAN only)
-    assert c.adversary_layers == 4 and c.adversary_units == 1024  # :44-45
-    assert c.z_dim == 64  # :47
-    assert c.reconstruction_scale == 0.05  # :49 cost l2sq (wae.py's 0.05 * sum)
-    assert c.pz_scale == 1.0  # :50
-    assert c.mmd_kernel == "imq"  # :52
-    assert c.penalty_weight == 100.0  # :53 lambda
-
-
 def _official_configs() -> dict:
-    """The code's configs.py, executed (it is plain dict assignments); skip if absent."""
-    if not OFFICIAL_REPO.exists() or shutil.which("git") is None:
+    """The code's configs.py at 6351565, executed (plain dict assignments), from
+    $WAE_TF_OFFICIAL_CODE: a checkout folder or a git directory; skip if neither is found."""
+    configs_py = OFFICIAL_REPO / "configs.py"
+    if configs_py.is_file():
+        source = configs_py.read_text()
+    elif OFFICIAL_REPO.exists() and shutil.which("git") is not None:
+        source = subprocess.run(
+            ["git", f"--git-dir={OFFICIAL_REPO}", "show", f"{OFFICIAL_COMMIT}:configs.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    else:
         pytest.skip(f"official code not found at {OFFICIAL_REPO} (set WAE_TF_OFFICIAL_CODE)")
-    source = subprocess.run(
-        ["git", f"--git-dir={OFFICIAL_REPO}", "show", f"{OFFICIAL_COMMIT}:configs.py"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     namespace: dict = {}
     exec(compile(source, "configs.py", "exec"), namespace)  # noqa: S102 - the code's config
     return namespace
 
 
-def test_presets_equal_the_official_configs_file_where_it_is_available():
+def _as_the_code_writes_it(c) -> dict:
+    """Our preset in the code's configs.py keys (config_mnist / config_celebA)."""
+    values = {
+        "input_normalize_sym": c.pixel_range == "symmetric",
+        "adam_beta1": c.adam_beta1,
+        "lr": c.learning_rate,
+        "lr_schedule": {"paper": "manual", "official_code": "manual_smooth"}[c.lr_schedule],
+        "batch_size": c.batch_size,
+        "epoch_num": c.epochs,
+        "init_std": c.init_stddev,
+        "batch_norm": c.batch_norm,
+        "batch_norm_eps": c.bn_epsilon,
+        "batch_norm_decay": c.bn_momentum,
+        "conv_filters_dim": c.kernel_size,
+        "e_pretrain": c.pretrain_encoder,
+        "e_pretrain_sample_size": c.pretrain_batch_size,
+        "e_noise": "add_noise" if c.input_noise_stddev == 0.01 else c.input_noise_stddev,
+        "e_num_filters": c.encoder_filters[-1],  # the last block's; halved per block before
+        "e_num_layers": len(c.encoder_filters),
+        "g_num_filters": c.decoder_dense_filters,
+        "g_num_layers": len(c.decoder_filters) + 1,  # dcgan_mod: + the stride-1 output layer
+        "zdim": c.z_dim,
+        "cost": "l2sq" if c.reconstruction_scale == 0.05 else c.reconstruction_scale,
+        "pz_scale": c.pz_scale,
+        "mmd_kernel": c.mmd_kernel.upper(),
+        "lambda": c.penalty_weight,
+    }
+    if c.model == "wae_gan":  # the adversary's settings, used by WAE-GAN only
+        values |= {
+            "lr_adv": c.adversary_learning_rate,
+            "gan_p_trick": c.log_prior_trick,
+            "d_num_filters": c.adversary_units,
+            "d_num_layers": c.adversary_layers,
+        }
+    return values
+
+
+@pytest.mark.parametrize(
+    ("dataset", "model", "variant"),
+    preset_table.CODE_PRESETS + (preset_table.M_MMD, preset_table.M_GAN),
+)
+def test_presets_equal_the_official_configs_file_where_it_is_available(dataset, model, variant):
+    # The official_code presets are configs.py's config_mnist / config_celebA; MNIST's
+    # paper presets equal config_mnist too (App. C.1 and the code agree).
     official = _official_configs()
-    celeba, mnist = official["config_celebA"], official["config_mnist"]
-    for model in ("wae_mmd", "wae_gan"):
-        c = get_config("celeba", model, "official_code")
-        assert (c.learning_rate, c.adversary_learning_rate) == (celeba["lr"], celeba["lr_adv"])
-        assert (c.epochs, c.batch_size, c.penalty_weight) == (
-            celeba["epoch_num"],
-            celeba["batch_size"],
-            celeba["lambda"],
-        )
-        assert (c.pz_scale, c.z_dim, c.pretrain_batch_size) == (
-            celeba["pz_scale"],
-            celeba["zdim"],
-            celeba["e_pretrain_sample_size"],
-        )
-        assert (c.adversary_units, c.adversary_layers) == (
-            celeba["d_num_filters"],
-            celeba["d_num_layers"],
-        )
-        m = get_config("mnist", model)
-        assert (m.penalty_weight, m.learning_rate, m.z_dim) == (
-            mnist["lambda"],
-            mnist["lr"],
-            mnist["zdim"],
-        )
-        assert m.pretrain_batch_size == mnist["e_pretrain_sample_size"]
-    assert get_config("mnist", "wae_gan").adversary_learning_rate == mnist["lr_adv"]
-    assert get_config("mnist", "wae_gan").adversary_units == mnist["d_num_filters"]
-
-
-def test_official_code_decay_matches_wae_py_epochs_0_1_49():
-    # [code] wae.py:549-552: before epoch e's steps, decay /= exp(log(100) / epoch_num),
-    # epoch 0 included, so epoch e (0-based) runs at lr * 100^(-(e + 1) / 50).
-    steps = 7
-    schedule = optimizers.EpochSchedule(5e-4, steps, kind="official_code", decay_epochs=50)
-    for epoch in (0, 1, 49):
-        expected = 5e-4 * 100.0 ** (-(epoch + 1) / 50)
-        for step in (epoch * steps, epoch * steps + steps - 1):  # first and last step
-            assert float(schedule(step)) == pytest.approx(expected, rel=1e-5)
-    # The code's own arithmetic for epoch 1, as a cross-check of the closed form.
-    decay = 1.0
-    for _ in range(2):
-        decay = decay / np.exp(np.log(100.0) / 50)
-    assert float(schedule(steps)) == pytest.approx(5e-4 * decay, rel=1e-5)
-    # Past epoch_num (the code never gets there): held at lr / 100 (our choice, documented).
-    assert float(schedule(50 * steps)) == pytest.approx(5e-6, rel=1e-5)
-    assert float(schedule(80 * steps)) == pytest.approx(5e-6, rel=1e-5)
-
-
-def test_official_code_preset_decays_both_optimizers_from_epoch_0():
-    config = get_config("celeba", "wae_gan", "official_code")
-    optimizer = optimizers.make_optimizer(config, steps_per_epoch=10)
-    factor = 100.0 ** (-1 / 50)  # epoch 0 [code] wae.py:549-552
-    for name, lr in ((optimizers.AUTOENCODER, 5e-4), (optimizers.ADVERSARY, 1e-3)):
-        sub = optimizers.sub_optimizer(optimizer, name)
-        assert int(sub.iterations.numpy()) == 0
-        assert float(sub.learning_rate) == pytest.approx(lr * factor, rel=1e-5)
+    code = official["config_celebA" if dataset == "celeba" else "config_mnist"]
+    ours = _as_the_code_writes_it(get_config(dataset, model, variant))
+    assert ours == {key: code[key] for key in ours}
+    if variant == "official_code" and ours["lr_schedule"] == "manual_smooth":
+        assert get_config(dataset, model, variant).lr_decay_epochs == code["epoch_num"]
 
 
 # ======================================================================================
@@ -327,24 +305,48 @@ def test_official_celeba_order_is_the_codes_python_2_order():
     assert list(order) == _reference_python2_shuffle(names, 123)
 
 
-def _python2() -> str | None:
-    """A working Python 2 interpreter ($WAE_TF_PYTHON2, python2.7, python2), or None."""
-    for candidate in (os.environ.get("WAE_TF_PYTHON2"), "python2.7", "python2"):
-        path = candidate and shutil.which(candidate)
-        if not path:
-            continue
+def _python2_candidates() -> list[tuple[str, dict]]:
+    """(interpreter, extra environment) pairs that may run Python 2.7: $WAE_TF_PYTHON2,
+    python2.7 / python2 on PATH, every pyenv 2.x version's own binary, and pyenv's shims
+    with PYENV_VERSION set (a shim alone fails unless a 2.x version is selected)."""
+    candidates = [(os.environ.get("WAE_TF_PYTHON2", ""), {})]
+    candidates += [(shutil.which(name) or "", {}) for name in ("python2.7", "python2")]
+    pyenv_root = os.environ.get("PYENV_ROOT")
+    if not pyenv_root and shutil.which("pyenv"):
+        probe = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
+        pyenv_root = probe.stdout.strip() if probe.returncode == 0 else None
+    pyenv_root = pyenv_root or os.path.expanduser("~/.pyenv")
+    for version_dir in sorted(glob.glob(os.path.join(pyenv_root, "versions", "2.*")), reverse=True):
+        version = os.path.basename(version_dir)
+        candidates.append((os.path.join(version_dir, "bin", "python2.7"), {}))
+        for shim in ("python2.7", "python2"):
+            path = shutil.which(shim) or os.path.join(pyenv_root, "shims", shim)
+            candidates.append((path, {"PYENV_VERSION": version}))
+    return [(path, env) for path, env in candidates if path and os.access(path, os.X_OK)]
+
+
+def _python2() -> tuple[str, dict] | None:
+    """A working Python 2.7 interpreter and the environment it needs, or None."""
+    for path, extra in _python2_candidates():
         probe = subprocess.run(
-            [path, "-c", "import sys; print(sys.version_info[0])"], capture_output=True, text=True
+            [path, "-c", "import sys; print(sys.version_info[:2] == (2, 7))"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **extra},
         )
-        if probe.returncode == 0 and probe.stdout.strip() == "2":
-            return path
+        if probe.returncode == 0 and probe.stdout.strip() == "True":
+            return path, extra
     return None
 
 
 def test_official_celeba_order_against_a_live_python_2_where_available():
-    python2 = _python2()
-    if python2 is None:
-        pytest.skip("no Python 2 interpreter (set WAE_TF_PYTHON2)")
+    found = _python2()
+    if found is None:
+        pytest.skip(
+            "no Python 2.7 interpreter: none in $WAE_TF_PYTHON2, python2.7 / python2 on PATH, "
+            "or a pyenv 2.x version"
+        )
+    python2, extra = found
     code = (
         "import random, hashlib\n"
         "paths = ['%.6d.jpg' % i for i in xrange(1, 202599 + 1)]\n"  # datahandler.py:595
@@ -352,7 +354,13 @@ def test_official_celeba_order_against_a_live_python_2_where_available():
         "random.shuffle(paths)\n"
         "print(hashlib.sha256('\\n'.join(paths)).hexdigest())\n"
     )
-    out = subprocess.run([python2, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [python2, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **extra},
+    )
     assert out.stdout.strip() == _sha256(data.official_celeba_order()) == CODE_ORDER_SHA256
 
 
