@@ -129,7 +129,9 @@ class Config:
     # "paper": lr / 2 after 30 epochs, / 5 more after 50, / 10 more after 100.
     # "official_code": smooth per-epoch decay reaching lr / 100 after lr_decay_epochs.
     lr_schedule: Schedule = "paper"
-    lr_boundaries: tuple[int, ...] = (30, 50, 100)  # epochs [paper]
+    # The 0-based epoch from which each factor applies: the code's 'manual' schedule divides
+    # before epoch 30, 50 and 100's steps ([code] wae.py:542-548) [paper, App. C].
+    lr_boundaries: tuple[int, ...] = (30, 50, 100)
     lr_factors: tuple[float, ...] = (0.5, 0.1, 0.01)  # cumulative: /2, /2/5, /2/5/10 [paper]
     lr_decay_epochs: int = 50  # official_code schedule only [code]
 
@@ -265,7 +267,9 @@ def _celeba(model: str) -> Config:
         kernel_size=5,
         decoder_filters=(512, 256, 128),
         decoder_initial_size=8,
-        pz_scale=math.sqrt(2.0),  # P_Z = N(0, 2 I) [paper]; the code uses 1
+        # P_Z = N(0, 2 I): the paper's sigma_z^2 = 2 for the WAEs [paper, App. C.2]; the
+        # VAE inherits it [?] (the paper gives no VAE prior); the code uses 1 (configs.py:50).
+        pz_scale=math.sqrt(2.0),
         epochs=55,  # WAE [paper]
         pretrain_batch_size=256,  # [code]
         split_rule="official_code",  # the split behind the paper's numbers [code]
@@ -279,7 +283,7 @@ def _celeba(model: str) -> Config:
             adversary_learning_rate=1e-3,  # [paper]
             log_prior_trick=True,  # [paper, App. C.2; code]
         )
-    return base.replace(
+    return base.replace(  # the VAE keeps the WAEs' N(0, 2 I) prior [?]
         epochs=68,  # [paper]
         vae_likelihood="gaussian",
         vae_gaussian_variance=0.3,  # [?]
