@@ -78,6 +78,7 @@ class Options:
     sample_every: int | None = None
     checkpoint_every: int = 1
     validate_every: int = 1
+    split_rule: str | None = None  # None: the paper preset's (wae_tf.configs.Config.split_rule)
 
     @property
     def one_shot(self) -> bool:
@@ -198,6 +199,15 @@ def define_flags(flag_values: flags.FlagValues, *, fid: bool, name: str) -> list
         lower_bound=0,
         **fv,
     )
+    flags.DEFINE_enum(
+        "split_rule",
+        None,
+        ("standard", "official_code", "partition_file"),
+        "Train / test split (default: the paper preset's). MNIST: standard or official_code; "
+        "CelebA: official_code (the code's shuffle, default) or partition_file "
+        "(list_eval_partition.txt).",
+        **fv,
+    )
     if fid:
         flags.DEFINE_string(
             "inception_graph",
@@ -227,6 +237,7 @@ def options_from_flags(flag_values: flags.FlagValues, dataset: str) -> Options:
         return quick_value if quick else default
 
     has_fid = "inception_graph" in fv
+    _check_split_rule(fv.split_rule, dataset)
     return Options(
         dataset=dataset,
         workdir=Path(fv.workdir).expanduser(),
@@ -252,7 +263,19 @@ def options_from_flags(flag_values: flags.FlagValues, dataset: str) -> Options:
         sample_every=fv.sample_every,
         checkpoint_every=fv.checkpoint_every,
         validate_every=fv.validate_every,
+        split_rule=fv.split_rule,
     )
+
+
+def _check_split_rule(split_rule: str | None, dataset: str) -> None:
+    from wae_tf import configs
+
+    allowed = configs.DATASET_SPLIT_RULES[dataset]
+    if split_rule is not None and split_rule not in allowed:
+        raise ReproError(
+            f"--split_rule={split_rule} does not apply to {dataset}; choose from "
+            f"{', '.join(allowed)}"
+        )
 
 
 def _parse_models(names: Sequence[str], *, assemble: bool) -> tuple[str, ...]:

@@ -89,7 +89,7 @@ def run_config(options: Options, model: str):
     config = paper_config(options.dataset, model)
     if options.width is not None:
         config = configs.tiny(config, options.width)
-    overrides: dict[str, Any] = {"seed": options.seed}
+    overrides: dict[str, Any] = {"seed": options.seed, "split_rule": split_rule_of(options)}
     if options.epochs is not None:
         overrides["epochs"] = options.epochs
     if options.quick:
@@ -102,7 +102,8 @@ def run_group(options: Options) -> str:
 
     Every setting that makes a run different (other than the epochs, which
     `wae_tf.trainer.train` may extend) is in the name, so runs of different scales never
-    collide: e.g. "mnist", "mnist_w32_n20000", "celeba_quick_w8_n300".
+    collide: e.g. "mnist", "mnist_w32_n20000", "celeba_quick_w8_n300",
+    "celeba_w32_partition_file" (a --split_rule other than the preset's).
     """
     parts = [options.dataset]
     if options.quick:
@@ -113,6 +114,8 @@ def run_group(options: Options) -> str:
         parts.append(f"n{options.train_examples}")
     if options.seed:
         parts.append(f"s{options.seed}")
+    if split_rule_of(options) != paper_config(options.dataset, "wae_mmd").split_rule:
+        parts.append(split_rule_of(options))
     return "_".join(parts)
 
 
@@ -172,12 +175,23 @@ def _read_run_file(path: Path) -> dict[str, Any]:
     return payload
 
 
+def split_rule_of(options: Options) -> str:
+    """--split_rule, else the paper preset's (configs.DATASET_SPLIT_RULES, first entry)."""
+    from wae_tf import configs
+
+    return options.split_rule or configs.DATASET_SPLIT_RULES[options.dataset][0]
+
+
 def load_train_images(options: Options) -> np.ndarray:
     """The train split (uint8) as training reads it: its first --train_examples images."""
     from wae_tf import data
 
     return data.load_uint8(
-        options.dataset, options.data_dir, "train", num_examples=options.train_examples
+        options.dataset,
+        options.data_dir,
+        "train",
+        num_examples=options.train_examples,
+        split_rule=split_rule_of(options),
     )
 
 
@@ -185,7 +199,9 @@ def load_test_images(options: Options) -> np.ndarray:
     """The test split (uint8), its first --eval_examples images when given."""
     from wae_tf import data
 
-    test = data.load_uint8(options.dataset, options.data_dir, "test")
+    test = data.load_uint8(
+        options.dataset, options.data_dir, "test", split_rule=split_rule_of(options)
+    )
     if options.eval_examples is not None:
         if options.eval_examples > len(test):
             raise ReproError(
@@ -200,6 +216,7 @@ def split_rule_text(options: Options) -> str:
     """The train / test split the runs and numbers use, in words."""
     from wae_tf import data
 
+    rule = data.describe_split(options.dataset, options.data_dir, split_rule_of(options))
     if options.dataset == "celeba":
-        return f"CelebA split rule: {data.celeba_split_rule(options.data_dir)}"
-    return "standard MNIST split: 60,000 train / 10,000 test"
+        return f"CelebA split rule: {rule}"
+    return f"MNIST split rule: {rule}"

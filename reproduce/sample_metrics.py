@@ -26,7 +26,7 @@ from absl import logging
 
 from reproduce.inference import generate_samples, to_model_range
 from reproduce.options import MODEL_LABELS, QUICK, Options, ReproError
-from reproduce.runs import TrainedRun
+from reproduce.runs import TrainedRun, split_rule_of
 
 Evaluator = Callable[[TrainedRun, np.ndarray], dict[str, Any]]
 
@@ -141,7 +141,7 @@ def load_celeba_real_images(options: Options, num: int) -> RealImages:
     from wae_tf import data
 
     logging.info("loading real CelebA images for FID / sharpness (%d per set requested)", num)
-    test = data.load_uint8("celeba", options.data_dir, "test")
+    test = data.load_uint8("celeba", options.data_dir, "test", split_rule=split_rule_of(options))
     parts, text = [test], f"{len(test):,} test-split images"
     if len(test) < 2 * num:
         train = _first_train_images(options, 2 * num - len(test))
@@ -151,7 +151,9 @@ def load_celeba_real_images(options: Options, num: int) -> RealImages:
     order = np.random.default_rng(options.seed + REAL_SPLIT_SEED_OFFSET).permutation(len(pool))
     pool = pool[order]
     half = min(num, len(pool) // 2)
-    rule = data.celeba_split_rule(data.resolve_data_dir("celeba", options.data_dir))
+    rule = data.celeba_split_rule(
+        data.resolve_data_dir("celeba", options.data_dir), split_rule_of(options)
+    )
     description = (
         f"{text} (split rule: {rule}), shuffled with seed {options.seed + REAL_SPLIT_SEED_OFFSET}"
     )
@@ -170,10 +172,22 @@ def _first_train_images(options: Options, wanted: int) -> np.ndarray:
     (decodes only what is needed: the full train split is 2 GB as uint8)."""
     from wae_tf import data
 
+    load = dict(split_rule=split_rule_of(options))
     try:
-        return data.load_uint8("celeba", options.data_dir, "train", num_examples=wanted)
+        return data.load_uint8("celeba", options.data_dir, "train", num_examples=wanted, **load)
     except data.DataError:
-        return data.load_uint8("celeba", options.data_dir, "train")
+        return data.load_uint8("celeba", options.data_dir, "train", **load)
+
+
+def code_real_sharpness(options: Options) -> float:
+    """The code's "Real pictures sharpness": `metrics.code_sharpness` of the first 30
+    images of the training split, in the split's order ([code] wae.py:533-536 measures
+    data.data[:self.num_pics], the training set after the split; under
+    --split_rule=official_code its order is the code's shuffle)."""
+    from wae_tf import metrics
+
+    first = _first_train_images(options, metrics.CODE_SHARPNESS_BATCH)
+    return metrics.code_sharpness(first, (0.0, 255.0))
 
 
 def make_fid_extractor(options: Options) -> tuple[Any | None, dict[str, Any]]:
@@ -233,8 +247,9 @@ def file_sha256(path: Path) -> str:
 SHARPNESS_DEFINITIONS = {
     "sharpness": "ours: mean over all samples of the per-image Laplacian variance, pixels in "
     "[0, 1] (wae_tf.metrics.mean_sharpness)",
-    "sharpness_code": "the official code's: minimum over a batch of 30 (the first 30 samples) "
-    "of the per-image Laplacian variance, pixels in [-1, 1] (wae_tf.metrics.code_sharpness)",
+    "sharpness_code": "the official code's: minimum over a batch of 30 (the first 30 samples; "
+    "real: the first 30 training images) of the per-image Laplacian variance, pixels in "
+    "[-1, 1] (wae_tf.metrics.code_sharpness)",
 }
 
 
@@ -254,8 +269,8 @@ def sharpness_note(num_samples: int) -> str:
         "- Sharpness, two statistics of the per-image variance of the 3x3 Laplacian of the "
         "grayscale image (VALID) [code, compute_blurriness]: **ours** = mean over "
         f"{num_samples:,} samples, pixels mapped to [0, 1] (`wae_tf.metrics.mean_sharpness`); "
-        "**code's** = minimum over a batch of 30 (the first 30 samples; real: the first 30 "
-        "real images), pixels in [-1, 1] as the official code measures CelebA "
+        "**code's** = minimum over a batch of 30 (the first 30 samples; true data: the first "
+        "30 training images, as the code), pixels in [-1, 1] as the official code measures CelebA "
         "(`wae_tf.metrics.code_sharpness`; wae.py:351-364, 533-536, 682-692 at 6351565), "
         "i.e. 4x ours for the same image. The paper's Table 1 (true data 2e-2, VAE 3e-3, "
         "WAEs 6e-3) does not say which statistic it reports."
@@ -284,6 +299,8 @@ def celeba_evaluator(
         half_a_feats = None if feats is None else feats[: len(real.half_a)]
         true_data = {
             **sharpness_numbers(real.reference, (0.0, 255.0)),
+            # the code measures real images on the training set, not on this pool
+            "sharpness_code": code_real_sharpness(options),
             "num_samples": len(real.reference),
             "fid_set_sizes": [len(real.half_a), len(real.half_b)],
             **_fid_entry(extractor, fid_info, real.half_b, (0.0, 255.0), half_a_feats),

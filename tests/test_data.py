@@ -188,17 +188,43 @@ def test_celeba_corrupt_cache_is_rebuilt(celeba_tmp, tmp_path):
     assert np.load(cache_file).shape == (4, 64, 64, 3)
 
 
-def test_celeba_partition_file_decides_splits_when_complete(celeba_tmp, tmp_path):
+def test_celeba_partition_file_decides_splits_only_when_asked(celeba_tmp, tmp_path):
     # 000001-000030 train, 031-035 validation, 036-040 test.
     lines = [f"{i:06d}.jpg {0 if i <= 30 else 1 if i <= 35 else 2}" for i in range(1, 41)]
     (celeba_tmp / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
-    assert data.celeba_split_rule(celeba_tmp) == "partition_file"
     cache = tmp_path / "cache"
+    # The default (the paper preset's) is the code's shuffle even with the file beside the
+    # images ([code] datahandler.py:592-608 never reads it).
+    assert data.celeba_split_rule(celeba_tmp) == "folder_shuffle_last_tenth"
+    assert len(data.load_uint8("celeba", celeba_tmp, "test", cache_dir=cache)) == 4
+    assert data.celeba_split_rule(celeba_tmp, "partition_file") == "partition_file"
     sizes = {
-        s: len(data.load_uint8("celeba", celeba_tmp, s, cache_dir=cache))
+        s: len(
+            data.load_uint8("celeba", celeba_tmp, s, cache_dir=cache, split_rule="partition_file")
+        )
         for s in data.PARTITION_IDS
     }
     assert sizes == {"train": 30, "validation": 5, "test": 5}
+
+
+def test_celeba_partition_file_rule_errors_in_one_line(celeba_tmp, tmp_path):
+    cache = dict(cache_dir=tmp_path / "cache", split_rule="partition_file")
+    with pytest.raises(data.DataError, match="no list_eval_partition.txt") as missing:
+        data.load_uint8("celeba", celeba_tmp, "train", **cache)
+    lines = [f"{i:06d}.jpg 0" for i in range(1, 40)]  # 000040.jpg is not listed
+    (celeba_tmp / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(data.DataError, match="does not list 1 of the 40 images") as partial:
+        data.load_uint8("celeba", celeba_tmp, "train", **cache)
+    with pytest.raises(data.DataError, match="does not list"):
+        data.celeba_split_rule(celeba_tmp, "partition_file")
+    lines.append("000040.jpg 0")  # every image in train: no test images
+    (celeba_tmp / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(data.DataError, match="none of the images .* 'test' partition") as empty:
+        data.load_uint8("celeba", celeba_tmp, "test", **cache)
+    for error in (missing, partial, empty):
+        assert "\n" not in str(error.value) and "--split_rule=official_code" in str(error.value)
+    with pytest.raises(data.DataError, match="does not apply to celeba"):
+        data.load_uint8("celeba", celeba_tmp, "train", split_rule="standard")
 
 
 def test_shared_celeba_subset_uses_shuffle_rule(celeba_dir, tmp_path):

@@ -225,6 +225,25 @@ def test_load_model_reads_final_keras_of_a_workdir(model, tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded.decode(z)), np.asarray(model.decode(z)))
 
 
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte", "not a zip"])
+def test_load_model_names_a_damaged_keras_file_and_what_to_do(model, tmp_path, damage):
+    path = tmp_path / "final.keras"
+    model.save(path)
+    content = bytearray(path.read_bytes())
+    if damage == "truncated":
+        content = content[: len(content) // 4]
+    elif damage == "flipped byte":
+        content[len(content) // 2] ^= 0xFF
+    else:
+        content = bytearray(b"not a model")
+    path.write_bytes(bytes(content))
+    with pytest.raises(export.ExportError) as caught:
+        export.load_model(path)
+    message = str(caught.value)
+    assert "\n" not in message and f"{path} is damaged" in message, message
+    assert "File not found" not in message and "--workdir=<run>" in message
+
+
 # --- The command line ------------------------------------------------------------------------
 
 
@@ -261,6 +280,16 @@ def test_cli_reports_an_empty_workdir_and_an_existing_version(tmp_path):
     assert run.returncode == 1
     assert "wae_tf.export: error: workdir" in run.stderr and "is empty" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_damaged_keras_file_is_one_line(model, tmp_path):
+    path = tmp_path / "final.keras"
+    model.save(path)
+    path.write_bytes(path.read_bytes()[:20000])
+    run = _cli(f"--workdir={path}", f"--export_dir={tmp_path / 'out' / '1'}")
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.stderr.strip().splitlines()[-1].startswith(f"wae_tf.export: error: {path} is")
 
 
 def test_export_stores_each_variable_once(model, export_dir):

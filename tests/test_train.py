@@ -303,6 +303,42 @@ def test_an_extension_in_progress_has_no_final_model_to_serve(mnist_dir, tmp_pat
     assert trainer.load_trained_model(workdir, allow_unfinished=True) is not None  # epoch 1
 
 
+def test_extending_a_finished_run_without_checkpoints_is_refused_and_loses_nothing(
+    mnist_dir, tmp_path
+):
+    """checkpoints/ deleted, then --epochs up: no silent restart from epoch 1 (it would
+    replace the finished run's history and final model)."""
+    import shutil
+
+    workdir = tmp_path / "run"
+    common = dict(data_dir=mnist_dir, train_examples=100, eval_examples=50, pretrain=False)
+    trainer.train(tiny_config("vae", epochs=1), workdir, verbose=0, **common)
+    shutil.rmtree(workdir / "checkpoints")
+    before = snapshot(workdir)
+    with pytest.raises(rundir.WorkdirError, match="finished run but no checkpoint to extend"):
+        trainer.train(tiny_config("vae", epochs=2), workdir, verbose=0, **common)
+    assert snapshot(workdir) == before
+
+
+def test_damaged_final_keras_is_named_and_rewritten_from_the_last_checkpoint(mnist_dir, tmp_path):
+    workdir = tmp_path / "run"
+    common = dict(data_dir=mnist_dir, train_examples=100, eval_examples=50, pretrain=False)
+    trained = trainer.train(tiny_config("vae", epochs=1), workdir, verbose=0, **common)
+    final = workdir / "final.keras"
+    final.write_bytes(final.read_bytes()[:20000])  # truncated
+    with pytest.raises(trainer.DamagedModelFileError) as damaged:
+        trainer.load_trained_model(workdir)
+    message = str(damaged.value)
+    assert "\n" not in message and str(final) in message, message
+    assert "rerun the training command" in message and "File not found" not in message
+    assert_same_weights(trainer.load_trained_model(workdir, allow_unfinished=True), trained)
+    # The training command rewrites it from the checkpoint, without training an epoch.
+    again = trainer.train(tiny_config("vae", epochs=1), workdir, verbose=0, **common)
+    assert_same_weights(again, trained)
+    assert_same_weights(trainer.load_trained_model(workdir), trained)
+    assert [row["epoch"] for row in history_rows(workdir)] == ["1"]
+
+
 def test_finished_run_is_loaded_not_retrained(mnist_dir, reference_run):
     workdir, reference = reference_run
     before = snapshot(workdir)

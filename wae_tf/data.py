@@ -40,7 +40,7 @@ from typing import Any, get_args
 import numpy as np
 
 from wae_tf import fileio
-from wae_tf.configs import DATASETS, PIXEL_RANGES, DataSource
+from wae_tf.configs import BATCH_ORDERS, DATASET_SPLIT_RULES, DATASETS, PIXEL_RANGES, DataSource
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,14 @@ DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 class DataError(ValueError):
     """A data file, folder or argument is missing, malformed or inconsistent."""
+
+
+# The seed of `eval_order` (fixed: every run validates on the same test images, in the same
+# order) and the tags that keep the streams of `eval_order` and `independent_batch` apart
+# from `epoch_permutation`'s.
+EVAL_ORDER_SEED = 0
+EVAL_ORDER_STREAM = 1
+INDEPENDENT_DRAWS_STREAM = 2
 
 
 # ======================================================================================
@@ -77,23 +85,26 @@ def load_uint8(
     num_examples: int | None = None,
     source: str = "files",
     cache_dir: str | os.PathLike | None = None,
+    split_rule: str | None = None,
 ) -> np.ndarray:
     """The images of one split as uint8 in [0, 255], NHWC.
 
     Shapes: (N, 28, 28, 1) for mnist / fashion_mnist, (N, 64, 64, 3) for celeba (already
     cropped and resized, see `preprocess_celeba_image`). `num_examples` keeps the first N
     images of the split (in the split's order). `cache_dir` is used by CelebA only (default
-    $WAE_TF_CACHE_DIR or ~/.cache/wae_tf). See `load` for the splits.
+    $WAE_TF_CACHE_DIR or ~/.cache/wae_tf). See `load` for the splits and `split_rule`.
     """
     _check_dataset(dataset)
     _check_source(source)
+    split_rule = check_split_rule(dataset, split_rule)
     num_examples = _check_num_examples(num_examples)
     if source == "tfds":
+        _check_tfds_split_rule(dataset, split_rule)
         return _tfds_images(dataset, data_dir, split, num_examples, cache_dir)
     root = resolve_data_dir(dataset, data_dir)
     if dataset == "celeba":
-        return _celeba_images(root, split, num_examples, cache_dir)
-    images, _ = _read_idx_split(root, split)
+        return _celeba_images(root, split, num_examples, cache_dir, split_rule)
+    images, _ = _read_idx_split(root, split, split_rule)
     return _take_first(images, num_examples, f"{dataset} {split} in {root}")
 
 
@@ -105,14 +116,18 @@ def load(
     num_examples: int | None = None,
     source: str = "files",
     cache_dir: str | os.PathLike | None = None,
+    split_rule: str | None = None,
 ) -> np.ndarray:
     """The images of one split as float32 NHWC in the model's pixel range.
 
-    mnist / fashion_mnist: (N, 28, 28, 1) in [0, 1] (x / 255); splits "train" (60,000) and
-    "test" (10,000), the standard split (the paper spec's preferred default; the official
-    code instead pools and re-splits).
-    celeba: (N, 64, 64, 3) in [-1, 1] (x / 127.5 - 1); splits "train", "test" and, when the
-    official partition file is used, "validation" (see `celeba_split_rule`).
+    mnist / fashion_mnist: (N, 28, 28, 1) in [0, 1] (x / 255); splits "train" and "test".
+      split_rule "standard" (default): the distributed 60,000 train / 10,000 test files;
+      "official_code": the code's pooled split (`official_mnist_order`), 60,000 / 10,000.
+    celeba: (N, 64, 64, 3) in [-1, 1] (x / 127.5 - 1); splits "train", "test" and, with
+      split_rule "partition_file", "validation". split_rule "official_code" (default): the
+      code's shuffle of whatever files sit in the folder; "partition_file": the official
+      list_eval_partition.txt (see `celeba_split_rule`).
+    split_rule None: the dataset's default (configs.DATASET_SPLIT_RULES, first entry).
 
     data_dir=None: the folder `resolve_data_dir` finds ($WAE_TF_DATA_DIR/<name>, Debian's
     Fashion-MNIST, else MNIST / Fashion-MNIST downloaded into the cache; CelebA: DataError).
@@ -124,6 +139,7 @@ def load(
         num_examples=num_examples,
         source=source,
         cache_dir=cache_dir,
+        split_rule=split_rule,
     )
     return to_model_range(images, pixel_range_for(dataset))
 
@@ -135,6 +151,7 @@ def load_labels(
     *,
     num_examples: int | None = None,
     source: str = "files",
+    split_rule: str | None = None,
 ) -> np.ndarray:
     """Integer class labels (int64 in 0..9) of mnist / fashion_mnist, aligned with `load`."""
     _check_dataset(dataset)
@@ -142,10 +159,12 @@ def load_labels(
     num_examples = _check_num_examples(num_examples)
     if dataset == "celeba":
         raise DataError("load_labels: celeba has no class labels; use mnist or fashion_mnist")
+    split_rule = check_split_rule(dataset, split_rule)
     if source == "tfds":
+        _check_tfds_split_rule(dataset, split_rule)
         return _tfds_labels(dataset, data_dir, split, num_examples)
     root = resolve_data_dir(dataset, data_dir)
-    _, labels = _read_idx_split(root, split)
+    _, labels = _read_idx_split(root, split, split_rule)
     return _take_first(labels, num_examples, f"{dataset} {split} labels in {root}").astype(np.int64)
 
 
@@ -178,6 +197,56 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return rng.permutation(n)
 
 
+def independent_batch(n: int, batch_size: int, seed: int, epoch: int, step: int) -> np.ndarray:
+    """The indices of one batch drawn afresh: `batch_size` distinct indices of range(n), drawn
+    independently of every other step, as the code's np.random.choice(train_size,
+    batch_size, replace=False) each step ([code] wae.py:573-576). Seeded by (seed, epoch,
+    step) alone, so that a resumed run draws the same batches as an uninterrupted one.
+    """
+    entropy = [int(seed), int(epoch), int(step), INDEPENDENT_DRAWS_STREAM]
+    rng = np.random.default_rng(np.random.SeedSequence(entropy))
+    return rng.choice(n, batch_size, replace=False)
+
+
+def batch_indices(
+    n: int, batch_size: int, seed: int, epoch: int, batch_order: str = "epoch_permutation"
+) -> list[np.ndarray]:
+    """The example indices of every batch of `epoch` (`steps_per_epoch(n, batch_size)` of
+    them) under `batch_order`: "epoch_permutation" (ours: consecutive slices of
+    `epoch_permutation`, each example at most once per epoch) or "independent_draws"
+    (`independent_batch` per step, the code's)."""
+    _check_batch_order(batch_order)
+    steps = steps_per_epoch(n, batch_size)
+    if batch_order == "independent_draws":
+        return [independent_batch(n, batch_size, seed, epoch, step) for step in range(steps)]
+    order = epoch_permutation(n, seed, epoch)
+    return [order[step * batch_size : (step + 1) * batch_size] for step in range(steps)]
+
+
+def eval_order(n: int, seed: int = EVAL_ORDER_SEED) -> np.ndarray:
+    """The fixed-seed random order in which runs evaluate the test images.
+
+    Batches cut in a test file's order are not i.i.d. draws of Q_Z, and a batch's MMD
+    against P_Z depends on that: on MNIST, WAE-MMD's val_penalty read ~0.10 in file order
+    and ~0.01 on shuffled batches of the same images. The order does not depend on the
+    run's seed, so every run validates on the same images and its numbers stay comparable.
+    """
+    return np.random.default_rng(
+        np.random.SeedSequence([int(seed), EVAL_ORDER_STREAM])
+    ).permutation(n)
+
+
+EVAL_ORDER_TEXT = f"the test split in wae_tf.data.eval_order (seed {EVAL_ORDER_SEED}), first N"
+
+
+def eval_subset(test_images: np.ndarray, num: int, what: str) -> np.ndarray:
+    """The first `num` test images in `eval_order`: what a run validates on. `what` names
+    the request in the DataError raised when the split has fewer images."""
+    if num > len(test_images):
+        raise DataError(f"{what} but the test split has only {len(test_images)} images")
+    return test_images[eval_order(len(test_images))[:num]]
+
+
 def train_dataset(
     images: np.ndarray,
     batch_size: int,
@@ -185,13 +254,15 @@ def train_dataset(
     seed: int,
     pixel_range: str,
     start_epoch: int = 0,
+    batch_order: str = "epoch_permutation",
 ) -> Any:
     """An infinite stream of shuffled float32 batches (B, H, W, C) in the model's pixel range.
 
     `images` may be uint8 in [0, 255] (converted per batch, recommended: 4x less memory) or
     float already in `pixel_range`. Epoch e (e = start_epoch, start_epoch + 1, ...) has
-    `steps_per_epoch(N, batch_size)` batches taken in the order `epoch_permutation(N, seed, e)`;
-    the last partial batch is dropped, as in the paper/official code.
+    `steps_per_epoch(N, batch_size)` batches, `batch_indices(N, batch_size, seed, e,
+    batch_order)`: slices of `epoch_permutation(N, seed, e)`, or with "independent_draws"
+    a fresh draw per step; the last partial batch is dropped, as in the paper/official code.
 
     Returns a `tf.data.Dataset` (prefetched, uint8->float inside the pipeline) when Keras runs
     on TensorFlow, else a `keras.utils.PyDataset` with the same batches that never imports
@@ -199,21 +270,21 @@ def train_dataset(
     """
     images = _check_images_for_stream(images, pixel_range)
     n = len(images)
-    steps = steps_per_epoch(n, batch_size)
+    steps_per_epoch(n, batch_size)  # DataError if fewer than one batch
+    _check_batch_order(batch_order)
     if start_epoch < 0:
         raise DataError(f"start_epoch must be >= 0, got {start_epoch}")
 
     def batches() -> Iterator[np.ndarray]:
         epoch = start_epoch
         while True:
-            order = epoch_permutation(n, seed, epoch)
-            for step in range(steps):
-                yield images[order[step * batch_size : (step + 1) * batch_size]]
+            for indices in batch_indices(n, batch_size, seed, epoch, batch_order):
+                yield images[indices]
             epoch += 1
 
     if use_tf_data():
         return _tf_stream(batches, images, batch_size, pixel_range)
-    return _make_py_dataset(images, batch_size, seed, pixel_range, start_epoch, steps)
+    return _make_py_dataset(images, batch_size, seed, pixel_range, start_epoch, batch_order)
 
 
 def eval_dataset(images: np.ndarray, batch_size: int, *, pixel_range: str | None = None) -> Any:
@@ -255,6 +326,53 @@ def _check_dataset(dataset: str) -> None:
 def _check_source(source: str) -> None:
     if source not in SOURCES:
         raise DataError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+
+
+def check_split_rule(dataset: str, split_rule: str | None) -> str:
+    """`split_rule`, or the dataset's default when None; DataError if it does not apply."""
+    allowed = DATASET_SPLIT_RULES[dataset]
+    if split_rule is None:
+        return allowed[0]
+    if split_rule not in allowed:
+        raise DataError(
+            f"--split_rule={split_rule} does not apply to {dataset}; choose from "
+            f"{', '.join(allowed)}"
+        )
+    return split_rule
+
+
+def _check_tfds_split_rule(dataset: str, split_rule: str) -> None:
+    """tensorflow-datasets serves its own train / test splits: only the matching rule."""
+    native = "partition_file" if dataset == "celeba" else "standard"
+    if split_rule != native:
+        raise DataError(
+            f"source='tfds' serves {dataset}'s own splits, not --split_rule={split_rule}: "
+            f"pass --split_rule={native} or read the files (--data_source=files)"
+        )
+
+
+def _check_batch_order(batch_order: str) -> None:
+    if batch_order not in BATCH_ORDERS:
+        raise DataError(
+            f"unknown batch_order {batch_order!r}; expected {' or '.join(BATCH_ORDERS)}"
+        )
+
+
+def describe_split(
+    dataset: str, data_dir: Any, split_rule: str | None, source: str = "files"
+) -> str:
+    """The split rule in words, for provenance and captions (resolves data_dir for CelebA)."""
+    split_rule = check_split_rule(dataset, split_rule)
+    if source == "tfds":
+        return f"{split_rule}: tensorflow-datasets splits 'train' / 'test'"
+    if dataset == "celeba":
+        return f"{split_rule}: {celeba_split_rule(data_dir, split_rule)}"
+    if split_rule == "official_code":
+        return (
+            "official_code: the train and t10k files pooled and shuffled as the official "
+            "code does (seed 123), the last 10,000 held out as test"
+        )
+    return "standard: train = the 60,000 train images, test = the 10,000 t10k images"
 
 
 def _check_pixel_range(pixel_range: str) -> None:
@@ -349,11 +467,48 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 MNIST_SIZE = 28
+# [code] datahandler.py:437-446, 467-470 (_load_mnist): the train and test files pooled
+# (train first), np.random.seed(123); np.random.shuffle of images and labels alike, and the
+# last 10,000 (the size of the t10k file) held out as the test set.
+OFFICIAL_MNIST_SEED = 123
 
 
-def _read_idx_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+def official_mnist_order(n: int) -> np.ndarray:
+    """The official code's shuffled order of the n pooled MNIST images (train, then test).
+
+    np.random.seed(123); np.random.shuffle(X) moves the rows of X exactly as
+    np.random.RandomState(123).permutation(n) orders range(n): both run the same
+    Fisher-Yates loop on the same legacy Mersenne Twister stream, which NumPy keeps stable
+    across versions (checked against Python 2.7 + NumPy 1.16 running the code's lines on the
+    real MNIST: tests/test_official_data_handling.py). Position i of the shuffled pool is
+    pooled image order[i]; the code's test set is the last 10,000 positions.
+    """
+    return np.random.RandomState(OFFICIAL_MNIST_SEED).permutation(n)  # noqa: NPY002
+
+
+def _read_idx_split(
+    root: Path, split: str, split_rule: str = "standard"
+) -> tuple[np.ndarray, np.ndarray]:
     if split not in IDX_FILES:
         raise DataError(f"unknown split {split!r} for an IDX dataset; expected 'train' or 'test'")
+    if split_rule == "official_code":
+        return _official_idx_split(root, split)
+    return _read_idx_files(root, split)
+
+
+def _official_idx_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The code's pooled split (`official_mnist_order`), the test set as large as t10k's."""
+    train_images, train_labels = _read_idx_files(root, "train")
+    test_images, test_labels = _read_idx_files(root, "test")
+    images = np.concatenate([train_images, test_images])
+    labels = np.concatenate([train_labels, test_labels])
+    order = official_mnist_order(len(images))
+    cut = len(images) - len(test_images)
+    chosen = order[:cut] if split == "train" else order[cut:]
+    return images[chosen], labels[chosen]
+
+
+def _read_idx_files(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     image_name, label_name = IDX_FILES[split]
     image_path = _find_idx_file(root, image_name)
     label_path = _find_idx_file(root, label_name)
@@ -512,13 +667,23 @@ def _celeba_files(root: Path) -> tuple[Path, list[str]]:
     return image_dir, names
 
 
-def _read_partition(image_dir: Path) -> dict[str, int] | None:
-    """The official partition file (name -> 0/1/2) next to or above the images, or None."""
+def _partition_path(image_dir: Path) -> Path | None:
+    """The official partition file next to or above the images, or None."""
     for path in (image_dir / PARTITION_FILE, image_dir.parent / PARTITION_FILE):
         if path.is_file():
-            break
-    else:
-        return None
+            return path
+    return None
+
+
+def _read_partition(image_dir: Path) -> dict[str, int]:
+    """--split_rule=partition_file: the partition file (name -> 0/1/2), which must exist
+    and list every image of the folder; else DataError (one line)."""
+    path = _partition_path(image_dir)
+    if path is None:
+        raise DataError(
+            f"--split_rule=partition_file: no {PARTITION_FILE} in {image_dir} or its parent; "
+            "put the CelebA file there or use --split_rule=official_code"
+        )
     partition = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         fields = line.split()
@@ -530,14 +695,14 @@ def _read_partition(image_dir: Path) -> dict[str, int] | None:
     return partition
 
 
-def _partition_usable(partition: dict[str, int] | None, names: Sequence[str]) -> bool:
-    """The partition file decides the splits iff it lists every present image and both the
-    train and the test partitions are non-empty among them. The choice is made per folder,
-    not per split, so that train and test never overlap."""
-    if partition is None or any(name not in partition for name in names):
-        return False
-    present = {partition[name] for name in names}
-    return PARTITION_IDS["train"] in present and PARTITION_IDS["test"] in present
+def _check_partition_covers(partition: dict[str, int], image_dir: Path, names: Sequence[str]):
+    missing = [name for name in names if name not in partition]
+    if missing:
+        raise DataError(
+            f"--split_rule=partition_file: {PARTITION_FILE} does not list {len(missing)} of "
+            f"the {len(names)} images in {image_dir} (e.g. {missing[0]}); use the file that "
+            "belongs to these images or --split_rule=official_code"
+        )
 
 
 def python2_shuffle(items: Sequence[Any], seed: int) -> list:
@@ -576,8 +741,8 @@ def _official_positions() -> dict[str, int]:
 
 
 def celeba_shuffle_split(names: Sequence[str]) -> tuple[str, list[str], list[str]]:
-    """(rule, train names, test names) of CelebA file names without a usable partition
-    file: "official_code_shuffle" or "folder_shuffle_last_tenth" (see `celeba_split_rule`).
+    """(rule, train names, test names) of CelebA file names under --split_rule=official_code:
+    "official_code_shuffle" or "folder_shuffle_last_tenth" (see `celeba_split_rule`).
     """
     position = _official_positions()
     if all(name in position for name in names):
@@ -592,14 +757,17 @@ def celeba_shuffle_split(names: Sequence[str]) -> tuple[str, list[str], list[str
     return "folder_shuffle_last_tenth", shuffled[:cut], shuffled[cut:]
 
 
-def celeba_split_rule(data_dir: str | os.PathLike) -> str:
-    """How `load("celeba", data_dir, split)` splits this folder, for docs and provenance.
+def celeba_split_rule(data_dir: str | os.PathLike, split_rule: str = "official_code") -> str:
+    """How `load("celeba", data_dir, split, split_rule=split_rule)` splits this folder, for
+    docs and provenance.
 
-    "partition_file": `list_eval_partition.txt` is present, lists every image of the folder,
-      and the train (0) and test (2) partitions are both non-empty among them; splits
-      train = 0, validation = 1, test = 2, each in file-name order.
-    Otherwise the official code's split ([code] datahandler.py:592-608), which has train and
-    test only ("validation" is an error):
+    split_rule="partition_file" -> "partition_file": the official `list_eval_partition.txt`
+      (in the image folder or its parent), which must list every image of the folder;
+      splits train = 0, validation = 1, test = 2, each in file-name order.
+    split_rule="official_code" (the default, also the paper preset's: the split behind the
+    paper's numbers): the official code's split ([code] datahandler.py:592-608), whatever
+    files sit in the folder and whether or not a partition file sits beside them. It has
+    train and test only ("validation" is an error):
     "official_code_shuffle": every image is one of the code's 202,599 names (000001.jpg ..
       202599.jpg) and the folder has images both in and out of the code's 20,000 held-out
       names. Train = the images outside, test = those inside, each in the order of the
@@ -609,28 +777,45 @@ def celeba_split_rule(data_dir: str | os.PathLike) -> str:
     "folder_shuffle_last_tenth": otherwise (other file names, or a folder too small to have
       images on both sides): the code's procedure applied to this folder's sorted file
       names (`python2_shuffle` with seed 123); the last min(20000, n // 10) are "test".
-    The shared 10k subset (000001-010000) lies entirely in the official train partition, so
-    it uses "official_code_shuffle": 8,981 train / 1,019 test.
+    A 10,000-image subset 000001-010000 uses "official_code_shuffle": 8,981 train / 1,019
+    test (all of it lies in the partition file's train partition, so "partition_file" has
+    no test images there).
     """
+    split_rule = check_split_rule("celeba", split_rule)
     image_dir, names = _celeba_files(resolve_data_dir("celeba", data_dir))
-    if _partition_usable(_read_partition(image_dir), names):
+    if split_rule == "partition_file":
+        _check_partition_covers(_read_partition(image_dir), image_dir, names)
         return "partition_file"
     return celeba_shuffle_split(names)[0]
 
 
-def _celeba_split_names(image_dir: Path, names: list[str], split: str) -> list[str]:
+def celeba_split_names(
+    data_dir: str | os.PathLike | None, split: str, split_rule: str | None = None
+) -> list[str]:
+    """The file names of one CelebA split, in the order `load` returns its images."""
+    image_dir, names = _celeba_files(resolve_data_dir("celeba", data_dir))
+    return _celeba_split_names(image_dir, names, split, check_split_rule("celeba", split_rule))
+
+
+def _celeba_split_names(
+    image_dir: Path, names: list[str], split: str, split_rule: str
+) -> list[str]:
     if split not in PARTITION_IDS:
         raise DataError(f"unknown split {split!r} for celeba; expected train, validation or test")
-    partition = _read_partition(image_dir)
-    if _partition_usable(partition, names):
+    if split_rule == "partition_file":
+        partition = _read_partition(image_dir)
+        _check_partition_covers(partition, image_dir, names)
         selected = [name for name in names if partition[name] == PARTITION_IDS[split]]
         if not selected:
-            raise DataError(f"celeba split {split!r} has no images in {image_dir}")
+            raise DataError(
+                f"--split_rule=partition_file: {PARTITION_FILE} puts none of the images in "
+                f"{image_dir} in the {split!r} partition; use --split_rule=official_code"
+            )
         return selected
     if split == "validation":
         raise DataError(
-            f"celeba in {image_dir} has no usable {PARTITION_FILE}, so there is no "
-            "'validation' split (official-code rule: train/test only)"
+            "celeba has no 'validation' split under --split_rule=official_code (the code's "
+            "split is train/test only); use --split_rule=partition_file"
         )
     _, train, test = celeba_shuffle_split(names)
     selected = train if split == "train" else test
@@ -640,10 +825,14 @@ def _celeba_split_names(image_dir: Path, names: list[str], split: str) -> list[s
 
 
 def _celeba_images(
-    root: Path, split: str, num_examples: int | None, cache_dir: str | os.PathLike | None
+    root: Path,
+    split: str,
+    num_examples: int | None,
+    cache_dir: str | os.PathLike | None,
+    split_rule: str,
 ) -> np.ndarray:
     image_dir, names = _celeba_files(root)
-    selected = _celeba_split_names(image_dir, names, split)
+    selected = _celeba_split_names(image_dir, names, split, split_rule)
     selected = _take_first(selected, num_examples, f"celeba {split} in {image_dir}")
     paths = [image_dir / name for name in selected]
     key = celeba_cache_key(paths)
@@ -651,7 +840,8 @@ def _celeba_images(
 
 
 def celeba_cache_key(paths: Sequence[Path]) -> str:
-    """Hash of the file list (name, size, mtime, in split order) and the preprocessing."""
+    """Hash of the file list (name, size, mtime, in split order) and the preprocessing:
+    each split of each rule lists other files or another order, so gets its own cache."""
     digest = hashlib.sha256()
     params = {
         "version": CELEBA_PREPROCESS_VERSION,
@@ -827,13 +1017,20 @@ def _to_float_batch(batch: np.ndarray, pixel_range: str | None) -> np.ndarray:
 
 
 def _make_py_dataset(
-    images: np.ndarray, batch_size: int, seed: int, pixel_range: str, start_epoch: int, steps: int
+    images: np.ndarray,
+    batch_size: int,
+    seed: int,
+    pixel_range: str,
+    start_epoch: int,
+    batch_order: str,
 ) -> Any:
     """The same stream as a keras PyDataset: batch i is step i % steps of epoch start + i // steps."""
     import keras
 
+    steps = steps_per_epoch(len(images), batch_size)
+
     class _TrainPyDataset(keras.utils.PyDataset):
-        _order: tuple[int, np.ndarray] = (-1, np.empty(0, np.int64))  # (epoch, permutation)
+        _epoch: tuple[int, list[np.ndarray]] = (-1, [])  # (epoch, its batches' indices)
 
         @property
         def num_batches(self) -> None:
@@ -841,11 +1038,12 @@ def _make_py_dataset(
 
         def __getitem__(self, index: int) -> np.ndarray:
             epoch, step = divmod(index, steps)
-            if self._order[0] != epoch:  # one permutation per epoch, not per batch
-                self._order = (epoch, epoch_permutation(len(images), seed, start_epoch + epoch))
-            order = self._order[1]
-            batch = images[order[step * batch_size : (step + 1) * batch_size]]
-            return _to_float_batch(batch, pixel_range)
+            if self._epoch[0] != epoch:  # the epoch's indices once, not per batch
+                indices = batch_indices(
+                    len(images), batch_size, seed, start_epoch + epoch, batch_order
+                )
+                self._epoch = (epoch, indices)
+            return _to_float_batch(images[self._epoch[1][step]], pixel_range)
 
     return _TrainPyDataset()
 

@@ -74,7 +74,13 @@ def load_model(workdir: str | Path, allow_unfinished: bool = False) -> keras.Mod
         if path.suffix != ".keras":
             raise ExportError(f"{path} is neither a training workdir nor a .keras model file")
         # wae_tf.models (imported with wae_tf.trainer) registers the model classes.
-        return keras.saving.load_model(path, compile=False)
+        try:
+            return trainer.load_keras_file(path)
+        except trainer.DamagedModelFileError as error:
+            raise ExportError(
+                f"{error}; export its training run folder instead (--workdir=<run>: its "
+                "final.keras, or with --allow_unfinished its newest checkpoint)"
+            ) from error
     if not any(path.iterdir()):
         raise ExportError(f"workdir {path} is empty: no trained model to export")
     try:

@@ -71,6 +71,9 @@ _OVERRIDES = (
     "mmd_kernel",
     "pretrain_learning_rate",
     "pretrain_input_noise",
+    "split_rule",
+    "batch_order",
+    "adversary_fresh_input_noise",
 )
 
 
@@ -137,6 +140,30 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "pretrain_input_noise",
         None,
         "Input noise during encoder pretraining (default: on, as the code).",
+        **fv,
+    )
+    flags.DEFINE_enum(
+        "split_rule",
+        None,
+        configs.SPLIT_RULES,
+        "Train / test split. MNIST: standard (the distributed files, default) or official_code "
+        "(the code's pooled shuffle); CelebA: official_code (the code's shuffle of the folder's "
+        "files, default) or partition_file (list_eval_partition.txt).",
+        **fv,
+    )
+    flags.DEFINE_enum(
+        "batch_order",
+        None,
+        configs.BATCH_ORDERS,
+        "epoch_permutation: each epoch one permutation (paper preset); independent_draws: "
+        "every step draws its own batch, as the official code.",
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        "adversary_fresh_input_noise",
+        None,
+        "WAE-GAN: the adversary step draws fresh input noise, as the official code "
+        "(default: the preset's).",
         **fv,
     )
     flags.DEFINE_integer(

@@ -32,6 +32,13 @@ from wae_tf import callbacks, checkpoints, configs, data, fileio, models, rundir
 from wae_tf.callbacks import Cadence
 from wae_tf.configs import Config
 from wae_tf.rundir import RunPaths, TrainError, WorkdirError
+from wae_tf.trained import (  # noqa: F401  (re-exported: this module's API)
+    DamagedModelFileError,
+    NoFinalModelError,
+    build_compiled_model,
+    load_keras_file,
+    load_trained_model,
+)
 
 # Validation metrics are computed on the first min(1000, N_test) test images by default:
 # enough to watch progress at a small cost per epoch. Figures and FID use the full set.
@@ -44,14 +51,6 @@ class TrainingDivergedError(TrainError):
 
 class NoSpaceError(TrainError):
     """A file of the run could not be written (full disk); the checkpoints are intact."""
-
-
-class NoFinalModelError(WorkdirError):
-    """A run has no final model (and no checkpoint was asked for, or there is none)."""
-
-    def __init__(self, message: str, latest_epoch: int | None):
-        super().__init__(message)
-        self.latest_epoch = latest_epoch
 
 
 # ======================================================================================
@@ -84,14 +83,6 @@ class _ModelRangeView:
         return data.to_model_range(self.images[index], self.pixel_range)
 
 
-def _split_rule(dataset: str, data_dir: Any, source: str) -> str:
-    if source == "tfds":
-        return "tensorflow-datasets splits 'train' / 'test'"
-    if dataset == "celeba":
-        return data.celeba_split_rule(data_dir)
-    return "standard IDX split: train = the 60,000 train images, test = the 10,000 t10k images"
-
-
 def load_data(
     config: Config,
     data_dir: str | os.PathLike | None,
@@ -101,20 +92,20 @@ def load_data(
 ) -> RunData:
     """Train and test images as uint8, and where they came from. Writes nothing.
 
-    eval_examples None: the first min(DEFAULT_EVAL_EXAMPLES, N_test) test images.
+    The split is config.split_rule's. Validation uses the test images in the fixed-seed
+    order `data.eval_order` (not the file's order, which would bias a batch's MMD): the
+    first eval_examples of that order, by default min(DEFAULT_EVAL_EXAMPLES, N_test).
     """
     start = time.time()
-    load = dict(source=source)
+    load = dict(source=source, split_rule=config.split_rule)
     train_images = data.load_uint8(
         config.dataset, data_dir, "train", num_examples=train_examples, **load
     )
-    if eval_examples is None:
-        evaluation = data.load_uint8(config.dataset, data_dir, "test", **load)
-        evaluation = evaluation[:DEFAULT_EVAL_EXAMPLES]
-    else:
-        evaluation = data.load_uint8(
-            config.dataset, data_dir, "test", num_examples=eval_examples, **load
-        )
+    test_images = data.load_uint8(config.dataset, data_dir, "test", **load)
+    wanted = (
+        min(DEFAULT_EVAL_EXAMPLES, len(test_images)) if eval_examples is None else eval_examples
+    )
+    evaluation = data.eval_subset(test_images, wanted, f"--eval_examples={wanted}")
     if train_images.shape[1:] != tuple(config.image_shape):
         raise TrainError(
             f"{config.dataset} images are {train_images.shape[1:]} but the config expects "
@@ -125,9 +116,11 @@ def load_data(
         "dataset": config.dataset,
         "source": source,
         "data_dir": None if data_dir is None else str(Path(data_dir).expanduser().resolve()),
-        "split_rule": _split_rule(config.dataset, data_dir, source),
+        "split_rule": data.describe_split(config.dataset, data_dir, config.split_rule, source),
         "train_split": "train",
         "eval_split": "test",
+        "eval_order": data.EVAL_ORDER_TEXT,
+        "batch_order": config.batch_order,
         "train_size": len(train_images),
         "eval_size": len(evaluation),
         "train_examples": train_examples,
@@ -186,14 +179,6 @@ def _setup_devices(
     return _Devices(strategy=strategy, chief=chief)
 
 
-def build_compiled_model(config: Config, steps_per_epoch: int) -> keras.Model:
-    """The model of `config`, compiled with the per-epoch lr schedule of `steps_per_epoch`
-    steps; compiling builds every optimizer variable, so a checkpoint can be restored."""
-    model = models.build_model(config)
-    model.compile(steps_per_epoch=steps_per_epoch)
-    return model
-
-
 def _pretrain(model: keras.Model, train_images: np.ndarray, verbose: int, strategy=None) -> None:
     """Encoder pretraining [code, e_pretrain], on the default device.
 
@@ -242,20 +227,41 @@ def _resume_or_start(
     chief = devices.chief
     if chief:
         rundir.remove_stale_temporaries(paths)
-        paths.done.unlink(missing_ok=True)  # extending a finished run: not finished any more
     restored = checkpoints.restore_latest(model, paths, move_aside=chief)
     if restored is None:
+        _check_nothing_finished_is_lost(paths, warn=False)  # every checkpoint was unreadable
         if chief:
+            paths.done.unlink(missing_ok=True)
             rundir.truncate_history(paths.history, 0)
         if pretrain and model.config.pretrain_encoder and model.config.penalty is not None:
             _pretrain(model, run_data.train, verbose, devices.strategy)
         return 0, 0.0
     epoch, meta = restored
     if chief:
+        paths.done.unlink(missing_ok=True)  # extending a finished run: not finished any more
         rundir.truncate_history(paths.history, epoch)
         checkpoints.prune(paths, keep_checkpoints)
     logging.info("resuming from %s (epoch %d completed)", paths.checkpoint(epoch), epoch)
     return epoch, float(meta.get("elapsed_s", 0.0))
+
+
+def _check_nothing_finished_is_lost(paths: RunPaths, warn: bool = True) -> None:
+    """Before a fresh start in a workdir without checkpoints: refuse if it holds a finished
+    run (restarting would replace its history and final model), warn if it holds the
+    history of epochs that will be trained again."""
+    if paths.done.is_file() or paths.final_model.is_file():
+        raise WorkdirError(
+            f"{paths.root} holds a finished run but no checkpoint to extend it from "
+            f"({paths.checkpoints.name}/ is empty or gone); training would restart from "
+            "epoch 1 and replace its history and final model. Use a new --workdir for a "
+            "longer run, or move this one away first"
+        )
+    if warn and paths.history.is_file() and paths.history.stat().st_size > 0:
+        logging.warning(
+            "%s: no checkpoint to resume from; training starts at epoch 1 and history.csv is "
+            "rewritten",
+            paths.root,
+        )
 
 
 def _fit(
@@ -279,6 +285,7 @@ def _fit(
         seed=config.seed,
         pixel_range=config.pixel_range,
         start_epoch=initial_epoch,
+        batch_order=config.batch_order,
     )
     # Keras validates after the (1-based) epochs listed in validation_freq.
     validated = [
@@ -395,34 +402,6 @@ def _no_space_message(paths: RunPaths, error: BaseException) -> str:
     else:
         state = f"the last good checkpoint is epoch {latest[0]} ({latest[1]}), intact"
     return f"{what}; {state}. Free some space and rerun the same command to resume"
-
-
-def load_trained_model(workdir: str | os.PathLike, allow_unfinished: bool = False) -> keras.Model:
-    """The trained model of a finished run in `workdir` (its final.keras), uncompiled.
-
-    allow_unfinished=True: for a run still in progress, the model of its newest readable
-    checkpoint (built from config.json; weights, BN statistics and seed state restored;
-    the workdir is not modified). NoFinalModelError when there is nothing to load.
-    """
-    paths = RunPaths(Path(workdir).expanduser().absolute())
-    # A run being extended has its old final.keras but no DONE.json: that model is stale.
-    if paths.final_model.is_file() and (paths.done.is_file() or not paths.config.is_file()):
-        return keras.saving.load_model(paths.final_model, compile=False)
-    latest = checkpoints.latest(paths)
-    record = rundir.read_json(paths.config)
-    if not allow_unfinished or latest is None or record is None:
-        state = f"latest checkpoint: epoch {latest[0]}" if latest else "no checkpoint"
-        hint = " or load its latest checkpoint with allow_unfinished=True" if latest else ""
-        raise NoFinalModelError(
-            f"{paths.root} has no final model ({state}); rerun the training command to "
-            f"finish it{hint}",
-            latest[0] if latest else None,
-        )
-    model = build_compiled_model(
-        Config.from_dict(record["config"]), record["data"]["steps_per_epoch"]
-    )
-    checkpoints.restore_latest(model, paths, move_aside=False)
-    return model
 
 
 # ======================================================================================
@@ -570,7 +549,14 @@ def _train(
                 config.epochs,
                 paths.final_model.name,
             )
-            return load_trained_model(paths.root)
+            try:
+                return load_trained_model(paths.root)
+            except DamagedModelFileError as error:
+                if checkpoints.latest(paths) is None:
+                    raise
+                logging.warning("%s: rewriting it from the last checkpoint", error)
+    if checkpoints.latest(paths) is None:
+        _check_nothing_finished_is_lost(paths)  # before anything is written
 
     run_data = load_data(config, data_dir, data_source, train_examples, eval_examples)
     if previous is not None:
