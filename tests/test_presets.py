@@ -53,6 +53,13 @@ def test_real_optimizers_follow_the_codes_schedule_around_every_boundary(preset)
     assert preset_checks.learning_rate_mismatches(preset) == []
 
 
+def test_every_table_row_names_real_presets_and_a_tagged_source():
+    # A row for a misspelt preset would pin nothing; an untagged source explains nothing.
+    for row in preset_table.ROWS:
+        assert row.presets and set(row.presets) <= set(preset_table.ALL), row
+        assert row.source.split()[0] in preset_table.TAGS, row
+
+
 @pytest.mark.parametrize("preset", preset_table.NO_PRESET, ids="-".join)
 def test_the_official_code_variant_has_no_vae(preset):
     with pytest.raises(ValueError, match="official_code variant exists for wae_mmd and wae_gan"):
