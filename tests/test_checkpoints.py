@@ -13,13 +13,16 @@ Tiny nets (`--width=4`), 200 images: about 1 minute on 2 shared CPU cores, two C
 from __future__ import annotations
 
 import logging
+import resource
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fill_disk, run_python, tiny_config
+from conftest import REPO_ROOT, fill_disk, python_env, run_python, tiny_config
 
 from wae_tf import checkpoints, rundir, trainer
 
@@ -287,3 +290,78 @@ def test_full_disk_at_the_run_record_names_it_and_keeps_the_checkpoint(
     )
     assert paths.config.read_text() == record
     checkpoints.read(paths.checkpoint(2))
+
+
+def test_full_disk_before_the_first_write_names_the_workdir_and_leaves_it_empty(
+    mnist_dir, small_tmpfs
+):
+    workdir = small_tmpfs / "run"
+    filler = fill_disk(small_tmpfs)
+    with pytest.raises(rundir.WorkdirError) as caught:
+        train_run(mnist_dir, workdir, epochs=1)
+    assert str(caught.value) == (
+        f"no space left in workdir {workdir}: free some space, then rerun the same command"
+    )
+    assert not workdir.exists() or list(workdir.iterdir()) == []  # no empty .lock
+    filler.unlink()
+    train_run(mnist_dir, workdir, epochs=1)  # doing what it says
+    assert (workdir / "DONE.json").is_file()
+
+
+# ======================================================================================
+# A read-only file system, a file-size limit
+# ======================================================================================
+
+
+def remount_read_only(mount_point: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True, timeout=30)
+
+
+def test_cli_finished_run_on_a_read_only_file_system_is_the_same_no_op(
+    mnist_dir, two_epochs, small_tmpfs
+):
+    paths = copy_run(two_epochs, small_tmpfs / "run")
+    remount_read_only(small_tmpfs)
+    result = run_python(*cli_args(mnist_dir, paths.root, epochs=2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "already finished 2 epochs" in result.stderr
+
+    with pytest.raises(rundir.WorkdirError) as caught:  # extending it must write: one line
+        train_run(mnist_dir, paths.root, epochs=3)
+    assert str(caught.value) == (
+        f"workdir {paths.root} is not writable (Read-only file system): make it writable, "
+        "or copy the folder to a writable place and use that"
+    )
+
+
+def test_cli_checkpoint_over_the_file_size_limit_is_one_line_and_a_rerun_resumes(
+    mnist_dir, two_epochs, tmp_path
+):
+    """EFBIG, as `ulimit -f` makes it (Python ignores SIGXFSZ, so the write fails)."""
+    paths = copy_run(two_epochs, tmp_path / "run")
+    limit = paths.checkpoint(2).stat().st_size // 2  # the small files fit, a checkpoint not
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [sys.executable, *cli_args(mnist_dir, paths.root, epochs=3)],
+        cwd=REPO_ROOT,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit_file_size,
+    )
+    assert result.returncode == 1
+    assert last_line(result.stderr) == (
+        f"wae_tf.train: error: cannot write {paths.checkpoint(3)}: the file would be larger "
+        "than allowed (a file-size limit, `ulimit -f`, or the file system's largest file); "
+        f"the last good checkpoint is epoch 2 ({paths.checkpoint(2)}), intact. Raise the "
+        "limit (`ulimit -f unlimited`) or use another file system, then rerun the same "
+        "command to resume"
+    )
+    assert "Traceback" not in result.stderr
+    assert not list(paths.checkpoints.glob(".*"))  # no temporary left
+    train_run(mnist_dir, paths.root, epochs=3)  # without the limit
+    assert history_epochs(paths) == [1, 2, 3]

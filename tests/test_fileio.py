@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,37 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_the_old_file(small_t
     appended = small_tmpfs / "new.csv"  # a new file needs a page: ENOSPC
     with pytest.raises(fileio.DiskFullError, match=f"no space left to write {appended}"):
         fileio.append_text(appended, "epoch,loss\n" * 1000)
+
+
+def test_a_read_only_file_system_is_one_line_naming_the_file(small_tmpfs):
+    path = small_tmpfs / "config.json"
+    fileio.write_json(path, {"version": 1})
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True, timeout=30)
+    with pytest.raises(fileio.WriteError) as caught:
+        fileio.write_json(path, {"version": 2})
+    assert str(caught.value) == f"cannot write {path}: the file system is read-only"
+    assert not isinstance(caught.value, fileio.DiskFullError)
+    with pytest.raises(fileio.WriteError, match=f"^cannot write {path}: the file system is read"):
+        fileio.append_text(path, "more")
+    assert json.loads(path.read_text()) == {"version": 1}
+
+
+def test_errors_the_user_must_fix_become_one_line_others_stay_as_they_are(tmp_path):
+    path = tmp_path / "epoch_0003.npz"
+    too_large = fileio.write_error(OSError(errno.EFBIG, "File too large"), path)
+    assert str(too_large).startswith(f"cannot write {path}: the file would be larger than")
+    assert "ulimit -f unlimited" in too_large.remedy
+    full = fileio.write_error(OSError(errno.ENOSPC, "No space left on device"), path)
+    assert isinstance(full, fileio.DiskFullError) and full.remedy == "free some space"
+    other = OSError(errno.EBADF, "Bad file descriptor")
+    assert fileio.write_error(other, path) is other
+    try:
+        try:
+            raise too_large
+        except OSError as e:
+            raise RuntimeError("wrapped by a callback") from e
+    except RuntimeError as wrapped:
+        assert fileio.find_write_error(wrapped) is too_large
 
 
 def test_fill_disk_leaves_about_what_it_was_asked(small_tmpfs):

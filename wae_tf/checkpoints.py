@@ -146,6 +146,18 @@ def latest(paths: RunPaths) -> tuple[int, Path] | None:
     return found[-1] if found else None
 
 
+def write_failure_message(paths: RunPaths, error: fileio.WriteError) -> str:
+    """One line after a failed write: what could not be written and why, the intact
+    checkpoint the run resumes from, and what to do."""
+    found = latest(paths)
+    if found is None:
+        state = "no checkpoint was written yet"
+    else:
+        state = f"the last good checkpoint is epoch {found[0]} ({found[1]}), intact"
+    remedy = error.remedy[:1].upper() + error.remedy[1:]
+    return f"{error}; {state}. {remedy}, then rerun the same command to resume"
+
+
 def prune(paths: RunPaths, keep: int = DEFAULT_KEEP) -> None:
     """Delete all checkpoints but the newest `keep` (>= 1)."""
     if keep < 1:

@@ -6,8 +6,11 @@ built on it): the bytes go to a temporary file next to the target, are flushed t
 makes 0600 files), and are renamed onto the target. A crash, a kill or a full disk leaves
 either the old file or the new one, never a torn one, and no temporary file behind.
 
-A full disk (ENOSPC, or EDQUOT for a quota) is reported as `DiskFullError`, whose message
-names the file that could not be written, so callers can print it as one line.
+A write that fails for a reason the user has to fix outside the program is reported as
+a `WriteError` whose message names the file, so callers can print it as one line: a full
+disk (ENOSPC, or EDQUOT for a quota) as its subclass `DiskFullError`, a read-only file
+system (EROFS), a file over the size limit (EFBIG: `ulimit -f`, or the file system's
+maximum), no permission (EACCES, EPERM) or a failing disk (EIO).
 """
 
 from __future__ import annotations
@@ -25,15 +28,45 @@ TEMPORARY_PREFIX = "."  # temporary files are hidden: .<name>.<random><suffix>
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
-class DiskFullError(OSError):
-    """A write failed because the file system is full; the target is untouched.
+class WriteError(OSError):
+    """A write failed for a reason outside the program (see the module docstring); the
+    target is untouched.
 
-    Built as `DiskFullError(errno, message)`; str() is the message alone (no "[Errno 28]"),
-    so that it can be printed as one line.
+    Built as `WriteError(errno, message)`; str() is the message alone (no "[Errno 30]"),
+    so that it can be printed as one line. `remedy` says what the user should do.
     """
 
     def __str__(self) -> str:
         return self.strerror or super().__str__()
+
+    @property
+    def remedy(self) -> str:
+        return _CANNOT_WRITE.get(self.errno, ("", "make it writable"))[1]
+
+
+class DiskFullError(WriteError):
+    """A write failed because the file system is full (or the quota is used up)."""
+
+    @property
+    def remedy(self) -> str:
+        return "free some space"
+
+
+# errno: (what the user is told after "cannot write <file>: ", what they should do).
+_CANNOT_WRITE = {
+    errno.EROFS: (
+        "the file system is read-only",
+        "make it writable, or copy the folder to a writable place and use that",
+    ),
+    errno.EFBIG: (
+        "the file would be larger than allowed (a file-size limit, `ulimit -f`, or the "
+        "file system's largest file)",
+        "raise the limit (`ulimit -f unlimited`) or use another file system",
+    ),
+    errno.EACCES: ("permission denied", "make the folder writable for this user"),
+    errno.EPERM: ("operation not permitted", "make the folder writable for this user"),
+    errno.EIO: ("input/output error (a failing disk or a lost network mount?)", "check the disk"),
+}
 
 
 class UnreadableFileError(ValueError):
@@ -45,6 +78,28 @@ def file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def write_error(error: OSError, path: str | os.PathLike) -> OSError:
+    """`error` as the one-line WriteError naming `path` when the user must fix its cause
+    (see the module docstring); `error` itself otherwise, or when it is one already."""
+    if isinstance(error, WriteError):
+        return error
+    if is_disk_full(error):
+        return DiskFullError(error.errno, f"no space left to write {path}")
+    if error.errno in _CANNOT_WRITE:
+        return WriteError(error.errno, f"cannot write {path}: {_CANNOT_WRITE[error.errno][0]}")
+    return error
+
+
+def find_write_error(error: BaseException | None) -> WriteError | None:
+    """The WriteError that `error` is or was raised from (Keras and TensorFlow wrap the
+    errors of callbacks), or None."""
+    while error is not None:
+        if isinstance(error, WriteError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def is_disk_full(error: BaseException) -> bool:
@@ -80,9 +135,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except OSError as e:
-        if is_disk_full(e) and not isinstance(e, DiskFullError):
-            raise DiskFullError(e.errno, f"no space left to write {path}") from e
-        raise
+        failure = write_error(e, path)
+        if failure is e:
+            raise
+        raise failure from e
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -114,7 +170,7 @@ def append_text(path: str | os.PathLike, content: str) -> None:
 
     Not atomic: a crash or a full disk can leave part of `content` at the end of the
     file, which readers of append-only files (history.csv) must drop. A full disk raises
-    DiskFullError naming the file.
+    DiskFullError naming the file (other causes the user must fix: WriteError).
     """
     path = Path(path)
     try:
@@ -123,9 +179,10 @@ def append_text(path: str | os.PathLike, content: str) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        if is_disk_full(e) and not isinstance(e, DiskFullError):
-            raise DiskFullError(e.errno, f"no space left to write {path}") from e
-        raise
+        failure = write_error(e, path)
+        if failure is e:
+            raise
+        raise failure from e
 
 
 def write_json(path: str | os.PathLike, payload: Any, *, sort_keys: bool = False) -> None:

@@ -80,13 +80,24 @@ class RunPaths:
 # ======================================================================================
 
 
+LOCK_NAME = ".lock"
+
+
 def check_workdir_usable(root: Path) -> None:
-    """Fail early, writing nothing, if `root` cannot hold a run."""
+    """Fail early, writing nothing, if `root` cannot hold a run.
+
+    A finished run (DONE.json) is not probed for writing: rerun with the same settings it
+    is a no-op that writes nothing, also on a read-only file system; extending it probes
+    in `create_workdir`, before anything is written.
+    """
     if root.exists():
         if not root.is_dir():
             raise WorkdirError(f"workdir {root} exists and is not a directory")
-        _probe_writable(root)
-        if not (root / "config.json").is_file() and any(root.iterdir()):
+        if not (root / "DONE.json").is_file():
+            _probe_writable(root)
+        if not (root / "config.json").is_file() and any(
+            p.name != LOCK_NAME for p in root.iterdir()
+        ):
             raise WorkdirError(
                 f"workdir {root} is not empty and holds no wae_tf run (no config.json); "
                 "choose a new or empty --workdir"
@@ -102,12 +113,26 @@ def check_workdir_usable(root: Path) -> None:
 
 
 def _probe_writable(root: Path) -> None:
-    """Create and delete a temporary file in `root` (leaves nothing behind)."""
+    """Write a few bytes to a temporary file in `root` and fsync them (leaves nothing
+    behind): a full disk or a read-only file system is found before the run writes."""
     try:
-        with tempfile.TemporaryFile(dir=root):
-            pass
+        with tempfile.TemporaryFile(dir=root) as probe:
+            probe.write(str(os.getpid()).encode())
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as e:
-        raise WorkdirError(f"workdir {root} is not writable ({e.strerror or e})") from e
+        raise _unwritable(root, e) from e
+
+
+def _unwritable(root: Path, error: OSError) -> WorkdirError:
+    """One line: the workdir cannot be written, why, and what to do."""
+    if fileio.is_disk_full(error):
+        return WorkdirError(
+            f"no space left in workdir {root}: free some space, then rerun the same command"
+        )
+    failure = fileio.write_error(error, root)
+    remedy = f": {failure.remedy}" if isinstance(failure, fileio.WriteError) else ""
+    return WorkdirError(f"workdir {root} is not writable ({error.strerror or error}){remedy}")
 
 
 def create_workdir(root: Path) -> None:
@@ -124,13 +149,20 @@ def workdir_lock(root: Path) -> Iterator[None]:
     """Hold an exclusive lock on root/.lock: two processes never train in one workdir.
 
     The OS releases the lock when the holder exits, however it exits (kill -9 included).
+    A lock file this process created but could not write (a full disk) is removed again.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no locking
         yield
         return
-    with open(root / ".lock", "a+") as lock:
+    path = root / LOCK_NAME
+    created = not path.exists()
+    try:
+        lock = open(path, "a+")
+    except OSError as e:
+        raise _unwritable(root, e) from e
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -140,10 +172,15 @@ def workdir_lock(root: Path) -> Iterator[None]:
                 f"workdir {root} is in use by another training process (pid {holder}); "
                 "wait for it to finish or stop it first"
             ) from e
-        lock.seek(0)
-        lock.truncate()
-        lock.write(str(os.getpid()))
-        lock.flush()
+        try:
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(os.getpid()))
+            lock.flush()
+        except OSError as e:
+            if created:  # ours and empty: leave the workdir as it was
+                path.unlink(missing_ok=True)
+            raise _unwritable(root, e) from e
         try:
             yield
         finally:
