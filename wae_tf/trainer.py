@@ -510,7 +510,10 @@ def train(
         )
     except OSError as e:
         if not fileio.is_disk_full(e):
-            raise
+            failure = fileio.find_write_error(e)  # read-only, too large, no permission
+            if failure is None:
+                raise
+            raise WorkdirError(checkpoints.write_failure_message(paths, failure)) from e
         raise NoSpaceError(_no_space_message(paths, e)) from e
 
 
