@@ -17,7 +17,7 @@ import math
 
 import preset_table
 
-from wae_tf import configs, optimizers, trainer
+from wae_tf import configs, optimizers, trained
 
 STEPS_PER_EPOCH = 7  # any count: the schedules change once per epoch
 OPTIMIZER_NAMES = {"autoencoder": optimizers.AUTOENCODER, "adversary": optimizers.ADVERSARY}
@@ -55,13 +55,13 @@ def table_mismatches(preset: tuple[str, str, str]) -> list[str]:
 def real_optimizers(config: configs.Config, via: str = "compile") -> dict:
     """{"autoencoder" [, "adversary"]: the Adam that applies that sub-step in training}.
 
-    via="compile": a compiled model's own (trainer.build_compiled_model, as `train` does;
+    via="compile": a compiled model's own (trained.build_compiled_model, as training does;
     widths shrunk by `tiny`, which leaves every optimizer setting alone).
     via="make_optimizer": the optimizer compile() builds (models.py), without a model:
     30x cheaper, for the mutation check.
     """
     if via == "compile":
-        model = trainer.build_compiled_model(configs.tiny(config, 2), STEPS_PER_EPOCH)
+        model = trained.build_compiled_model(configs.tiny(config, 2), STEPS_PER_EPOCH)
         found = {"autoencoder": model.step_optimizer(optimizers.AUTOENCODER)}
         if config.penalty == "gan":
             found["adversary"] = model.step_optimizer(optimizers.ADVERSARY)
