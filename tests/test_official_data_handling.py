@@ -326,3 +326,53 @@ def test_true_data_code_sharpness_is_on_the_first_30_training_images(celeba_400,
     # Not the first 30 of the shuffled real pool (what the row measured before).
     pool = load_celeba_real_images(options, options.num_samples).reference
     assert metrics.code_sharpness(pool, (0.0, 255.0)) != pytest.approx(expected, rel=1e-3)
+
+
+# --------------------------------------------------------------------------------------
+# The flag: --split_rule (wae_tf.train and the reproduce scripts)
+# --------------------------------------------------------------------------------------
+
+
+def test_split_rule_flag_reaches_the_config_and_the_reproduce_runs(tmp_path):
+    from absl import flags
+
+    from reproduce.options import ReproError, parse_args
+    from reproduce.runs import run_config, run_group
+    from wae_tf import train
+
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["train", "--dataset=celeba", "--model=wae_mmd", "--workdir=w"])
+    assert train.config_from_flags(values).split_rule == "official_code"  # the paper's default
+    values(
+        [
+            "train",
+            "--dataset=celeba",
+            "--model=wae_mmd",
+            "--workdir=w",
+            "--split_rule=partition_file",
+        ]
+    )
+    assert train.config_from_flags(values).split_rule == "partition_file"
+    with pytest.raises(
+        flags.IllegalFlagValueError, match="split_rule 'partition_file' does not apply"
+    ):
+        values(
+            [
+                "train",
+                "--dataset=mnist",
+                "--model=wae_mmd",
+                "--workdir=w",
+                "--split_rule=partition_file",
+            ]
+        )
+
+    argv = ["table1", f"--workdir={tmp_path}", "--split_rule=partition_file"]
+    options = parse_args(argv, "celeba", fid=True)
+    assert run_config(options, "wae_gan").split_rule == "partition_file"
+    assert run_group(options).endswith("partition_file")  # its own runs folder
+    default = parse_args(["table1", f"--workdir={tmp_path}"], "celeba", fid=True)
+    assert run_config(default, "vae").split_rule == "official_code"
+    assert run_group(default) == "celeba"
+    with pytest.raises(ReproError, match="--split_rule=partition_file does not apply to mnist"):
+        parse_args(["figure2", "--split_rule=partition_file"], "mnist", fid=False)
