@@ -292,6 +292,26 @@ def test_cli_damaged_keras_file_is_one_line(model, tmp_path):
     assert run.stderr.strip().splitlines()[-1].startswith(f"wae_tf.export: error: {path} is")
 
 
+def test_cli_on_the_jax_backend_says_export_needs_tensorflow_in_one_line(model, tmp_path):
+    pytest.importorskip("jax")
+    path = tmp_path / "final.keras"
+    model.save(path)
+    run = subprocess.run(
+        [sys.executable, "-m", "wae_tf.export", f"--workdir={path}", f"--export_dir={tmp_path}/1"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), KERAS_BACKEND="jax"),
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "wae_tf.export: error: a SavedModel export needs the TensorFlow backend (this is "
+        "KERAS_BACKEND=jax): rerun without KERAS_BACKEND=jax; models trained on JAX export too"
+    ]
+    assert not (tmp_path / "1").exists()
+
+
 def test_export_stores_each_variable_once(model, export_dir):
     import tensorflow as tf
 

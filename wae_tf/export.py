@@ -103,6 +103,17 @@ def load_model(workdir: str | Path, allow_unfinished: bool = False) -> keras.Mod
 # --- The SavedModel -----------------------------------------------------------------------
 
 
+def check_backend() -> None:
+    """ExportError unless Keras runs on TensorFlow: a SavedModel is a TensorFlow graph."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise ExportError(
+            f"a SavedModel export needs the TensorFlow backend (this is KERAS_BACKEND={backend}): "
+            f"rerun without KERAS_BACKEND={backend}; models trained on {backend.upper()} "
+            "export too"
+        )
+
+
 def _config(model: keras.Model) -> Config:
     config = getattr(model, "config", None)
     if not isinstance(config, Config):
@@ -112,6 +123,7 @@ def _config(model: keras.Model) -> Config:
 
 def build_archive(model: keras.Model, include_sample: bool = True) -> keras.export.ExportArchive:
     """An ExportArchive with the module docstring's signatures (decode first: the default)."""
+    check_backend()
     import tensorflow as tf
 
     config = _config(model)
@@ -283,6 +295,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     values = flags.FLAGS
     try:
+        check_backend()
         target = Path(values.export_dir)
         if target.exists() and not values.overwrite:  # before the slow model load
             raise ExportError(f"{target} already exists; pass --overwrite to replace it")
