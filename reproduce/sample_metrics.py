@@ -73,7 +73,7 @@ def mnist_evaluator(options: Options) -> Evaluator:
             epochs=QUICK.classifier_epochs if options.quick else CLASSIFIER_EPOCHS,
             num_train=QUICK.classifier_train_examples if options.quick else None,
         )
-        test = data.load_uint8("mnist", options.data_dir, "test")
+        test = data.load_uint8("mnist", options.data_dir, "test", split_rule=split_rule_of(options))
         reference = to_model_range(test[: options.num_samples], "unit")
         info = {
             "path": str(classifier.path),
