@@ -111,7 +111,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer(
         "eval_examples",
         None,
-        f"Validate on the first N test images (default min({trainer.DEFAULT_EVAL_EXAMPLES}, all)).",
+        "Validate on the first N test images of a fixed random order (wae_tf.data.eval_order; "
+        f"default min({trainer.DEFAULT_EVAL_EXAMPLES}, all)).",
         lower_bound=1,
         **fv,
     )
