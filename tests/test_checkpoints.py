@@ -229,10 +229,11 @@ def test_no_readable_checkpoint_is_one_line_saying_what_to_do(mnist_dir, two_epo
     assert "\n" not in message
     assert message == (
         f"no readable checkpoint in {paths.checkpoints} (epoch_0002.npz, epoch_0001.npz "
-        "damaged, moved aside as *.corrupt): rerun the same command to start over from "
-        "epoch 1, or put a good copy of a checkpoint back"
+        "damaged, moved aside as *.corrupt): put a good copy of a checkpoint back to extend "
+        "this finished run, or use a new --workdir"
     )
-    # Doing what it says: the run starts over and finishes.
+    # Doing what it says: with a good copy back, the run is extended from it.
+    shutil.copy(two_epochs / "checkpoints" / "epoch_0002.npz", paths.checkpoint(2))
     train_run(mnist_dir, paths.root, epochs=3)
     assert history_epochs(paths) == [1, 2, 3]
     assert sorted(p.name for p in paths.checkpoints.iterdir()) == [
@@ -241,6 +242,24 @@ def test_no_readable_checkpoint_is_one_line_saying_what_to_do(mnist_dir, two_epo
         "epoch_0002.npz.corrupt",
         "epoch_0003.npz",
     ]
+
+
+def test_no_readable_checkpoint_of_an_unfinished_run_says_to_start_over(
+    mnist_dir, two_epochs, tmp_path
+):
+    paths = copy_run(two_epochs, tmp_path / "run")
+    paths.done.unlink()
+    paths.final_model.unlink()  # as if killed during epoch 3
+    for epoch in (1, 2):
+        paths.checkpoint(epoch).write_bytes(b"PK\x03\x04 not a whole zip")
+    with pytest.raises(rundir.WorkdirError) as caught:
+        train_run(mnist_dir, paths.root, epochs=3)
+    assert str(caught.value).endswith(
+        "moved aside as *.corrupt): rerun the same command to start over from epoch 1, or "
+        "put a good copy of a checkpoint back"
+    )
+    train_run(mnist_dir, paths.root, epochs=1)  # doing what it says
+    assert history_epochs(paths) == [1]
 
 
 # ======================================================================================
@@ -283,8 +302,8 @@ def test_full_disk_at_the_run_record_names_it_and_keeps_the_checkpoint(
     fill_disk(small_tmpfs)
     with pytest.raises(trainer.NoSpaceError) as caught:
         train_run(mnist_dir, paths.root, epochs=3)
-    assert str(caught.value) == (
-        f"no space left to write {paths.config}; the last good checkpoint is epoch 2 "
+    assert str(caught.value) == (  # found by the workdir probe, before config.json is written
+        f"no space left to write in workdir {paths.root}; the last good checkpoint is epoch 2 "
         f"({paths.checkpoint(2)}), intact. Free some space and rerun the same command to "
         "resume"
     )
@@ -297,10 +316,11 @@ def test_full_disk_before_the_first_write_names_the_workdir_and_leaves_it_empty(
 ):
     workdir = small_tmpfs / "run"
     filler = fill_disk(small_tmpfs)
-    with pytest.raises(rundir.WorkdirError) as caught:
+    with pytest.raises(trainer.NoSpaceError) as caught:
         train_run(mnist_dir, workdir, epochs=1)
     assert str(caught.value) == (
-        f"no space left in workdir {workdir}: free some space, then rerun the same command"
+        f"no space left to write in workdir {workdir}; no checkpoint was written yet. Free "
+        "some space and rerun the same command to resume"
     )
     assert not workdir.exists() or list(workdir.iterdir()) == []  # no empty .lock
     filler.unlink()

@@ -203,9 +203,16 @@ def restore_latest(
         return restored
     names = ", ".join(p.name for p, _ in damaged)
     if move_aside:
+        finished = paths.done.is_file() or paths.final_model.is_file()
+        todo = (
+            "put a good copy of a checkpoint back to extend this finished run, or use a new "
+            "--workdir"
+            if finished  # starting over would replace its history and final model
+            else "rerun the same command to start over from epoch 1, or put a good copy of "
+            "a checkpoint back"
+        )
         raise WorkdirError(
             f"no readable checkpoint in {paths.checkpoints} ({names} damaged, moved aside "
-            f"as *{CORRUPT_SUFFIX}): rerun the same command to start over from epoch 1, or "
-            "put a good copy of a checkpoint back"
+            f"as *{CORRUPT_SUFFIX}): {todo}"
         )
     raise WorkdirError(f"no readable checkpoint in {paths.checkpoints} ({names} damaged)")

@@ -5,8 +5,9 @@ small files the trainer keeps in it (config.json, the run record, and history.cs
 the reproduce scripts ask it instead of spelling the names again. What each file holds
 is described in `wae_tf.train`'s module docstring.
 
-Everything here refuses with a one-line `WorkdirError` (what is wrong, what to do) and
-writes nothing before the workdir has been found usable. No Keras import.
+Everything here refuses with a one-line `WorkdirError` (what is wrong, what to do), or
+`fileio.DiskFullError` for a full disk, and writes nothing before the workdir has been
+found usable. No Keras import.
 """
 
 from __future__ import annotations
@@ -124,12 +125,11 @@ def _probe_writable(root: Path) -> None:
         raise _unwritable(root, e) from e
 
 
-def _unwritable(root: Path, error: OSError) -> WorkdirError:
-    """One line: the workdir cannot be written, why, and what to do."""
+def _unwritable(root: Path, error: OSError) -> WorkdirError | fileio.DiskFullError:
+    """One line: the workdir cannot be written, why, and what to do. A full disk is a
+    DiskFullError, which the trainer reports with the run's intact checkpoint."""
     if fileio.is_disk_full(error):
-        return WorkdirError(
-            f"no space left in workdir {root}: free some space, then rerun the same command"
-        )
+        return fileio.DiskFullError(error.errno, f"no space left to write in workdir {root}")
     failure = fileio.write_error(error, root)
     remedy = f": {failure.remedy}" if isinstance(failure, fileio.WriteError) else ""
     return WorkdirError(f"workdir {root} is not writable ({error.strerror or error}){remedy}")
