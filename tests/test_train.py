@@ -460,6 +460,61 @@ def test_invalid_flag_values_are_rejected_by_absl(args, message):
         parse(*args)
 
 
+@pytest.mark.parametrize(
+    "model, args, flag",
+    [
+        ("wae_gan", ["--mmd_kernel=rbf"], "--mmd_kernel"),
+        ("vae", ["--mmd_kernel=rbf"], "--mmd_kernel"),
+        ("vae", ["--penalty_weight=2"], "--penalty_weight"),
+        ("wae_mmd", ["--adversary_learning_rate=0.001"], "--adversary_learning_rate"),
+        ("wae_mmd", ["--adversary_fresh_input_noise"], "--adversary_fresh_input_noise"),
+        ("vae", ["--pretrain_learning_rate=0.001"], "--pretrain_learning_rate"),
+        ("vae", ["--nopretrain_input_noise"], "--pretrain_input_noise"),
+        ("vae", ["--num_gpus=1"], "--num_gpus"),
+    ],
+)
+def test_flags_without_effect_on_the_chosen_model_are_refused(model, args, flag):
+    with pytest.raises(flags.Error, match=f"{flag} has no effect"):
+        parse("--dataset=mnist", f"--model={model}", *args)
+
+
+def test_flags_with_effect_on_the_chosen_model_are_accepted():
+    parse(
+        "--dataset=mnist",
+        "--model=wae_gan",
+        "--adversary_learning_rate=0.001",
+        "--penalty_weight=2",
+    )
+    parse("--dataset=mnist", "--model=wae_mmd", "--mmd_kernel=rbf", "--pretrain_learning_rate=0.1")
+    parse("--dataset=mnist", "--model=vae", "--distribution=mirrored", "--num_gpus=0")
+
+
+@pytest.mark.slow
+def test_cli_help_exits_0_and_misuse_is_one_line():
+    for module in ("wae_tf.train", "wae_tf.export"):
+        shown = run_python("-m", module, "--help")
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        assert "--workdir" in shown.stdout
+    stray = run_cli("--dataset=mnist", "--model=vae", "--workdir=unused", "extra")
+    assert stray.returncode == 1
+    assert stray.stderr.strip().splitlines() == [
+        "wae_tf.train: error: unexpected argument 'extra' (flags are written --name=value; "
+        "--help lists them)"
+    ]
+    variant = run_cli("--dataset=mnist", "--model=vae", "--config=official_code", "--workdir=u")
+    assert variant.returncode == 1
+    assert variant.stderr.strip().splitlines() == [
+        "wae_tf.train: error: --config=official_code: the official_code variant exists for "
+        "wae_mmd and wae_gan only"
+    ]
+    idle = run_cli("--dataset=mnist", "--model=vae", "--penalty_weight=3", "--workdir=u")
+    assert idle.returncode == 1
+    assert idle.stderr.strip().splitlines() == [
+        "wae_tf.train: error: --penalty_weight has no effect on the vae (only on wae_mmd, "
+        "wae_gan): drop it"
+    ]
+
+
 def test_flags_resolve_to_the_preset_with_width_and_overrides():
     values = parse(
         "--dataset=celeba",

@@ -5,6 +5,8 @@
     default_verbose()               the CLI's --verbose: 1 (progress bar) on a terminal, else 2
     quiet_tensorflow_startup()      import Keras (and TensorFlow) with the start-up lines once
                                     at most; entry points call it before anything imports Keras
+    run_cli(main, program)          absl's app.run for a command line: --help exits 0, a flag
+                                    error or a stray argument is one line
 
 Why TensorFlow's start-up lines appeared twice: `import tensorflow` (2.21) loads two native
 libraries that each carry their own copy of absl's logging and of the oneDNN check,
@@ -137,3 +139,44 @@ def quiet_tensorflow_startup() -> None:
             text = filter_startup_lines(capture.read().decode(errors="replace"), tf_min_log_level())
             if text:
                 os.write(2, text.encode())
+
+
+# absl's multi-flag validators prefix their message with every flag they read:
+# "flags dataset=mnist, model=vae, ...: <message>" (absl/flags/_flagvalues.py).
+_VALIDATOR_PREFIX = re.compile(r"^flags \w+=[^:]*?: ")
+
+
+def flag_error_line(error: BaseException) -> str:
+    """absl's flag error as one line: the first message, without the validator's list of
+    every flag value it read."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return _VALIDATOR_PREFIX.sub("", lines[0])
+
+
+def run_cli(main, program: str, argv: list[str] | None = None) -> None:
+    """`absl.app.run(main, argv)` with a command line's conventions, for every entry point:
+
+    --help, --helpshort, --helpfull and --helpxml print the help and exit 0 (absl exits 1);
+    a bad flag value, and an argument that is not a flag, end in one line on stderr,
+    "<program>: error: ...", and exit 1 (absl prints a second line, or the whole help).
+    """
+    from absl import app, flags
+
+    def parse(args: list[str]) -> list[str]:
+        try:
+            remaining = flags.FLAGS(args)
+        except flags.Error as error:
+            print(f"{program}: error: {flag_error_line(error)}", file=sys.stderr)
+            sys.exit(1)
+        except SystemExit as stop:  # a help flag printed the help, then exit(1)
+            raise SystemExit(0 if stop.code == 1 else stop.code) from None
+        if len(remaining) > 1:
+            print(
+                f"{program}: error: unexpected argument {remaining[1]!r} (flags are written "
+                "--name=value; --help lists them)",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+        return remaining
+
+    app.run(main, argv, flags_parser=parse)

@@ -291,7 +291,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
+    if len(argv) > 1:  # run() reports these as one line before main
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     values = flags.FLAGS
     try:
@@ -313,7 +313,7 @@ def main(argv: list[str]) -> None:
 def run(argv: list[str] | None = None) -> None:
     """Entry point of `python -m wae_tf.export`."""
     define_flags()
-    app.run(main, argv)
+    console.run_cli(main, "wae_tf.export", argv)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,18 @@ _OVERRIDES = (
     "adversary_fresh_input_noise",
 )
 
+# Flags read by some models only: refused for the others, instead of being recorded in
+# config.json without any effect. The VAE has no penalty weight (its KL term has weight
+# 1) and no encoder pretraining; only the WAE-GAN has an adversary.
+_MODEL_ONLY_FLAGS = {
+    "penalty_weight": ("wae_mmd", "wae_gan"),
+    "mmd_kernel": ("wae_mmd",),
+    "adversary_learning_rate": ("wae_gan",),
+    "adversary_fresh_input_noise": ("wae_gan",),
+    "pretrain_learning_rate": ("wae_mmd", "wae_gan"),
+    "pretrain_input_noise": ("wae_mmd", "wae_gan"),
+}
+
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Define the CLI's flags on `flag_values` (called by `main`, not at import time, so
@@ -215,6 +227,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.mark_flags_as_required(["dataset", "model", "workdir"], **fv)
     names = ["dataset", "model", "config", "width", *_OVERRIDES]
     flags.register_multi_flags_validator(names, _validate_config_flags, **fv)
+    flags.register_multi_flags_validator(["distribution", "num_gpus"], _validate_device_flags, **fv)
 
 
 def config_from_flags(values: dict[str, Any] | flags.FlagValues) -> Config:
@@ -230,6 +243,16 @@ def config_from_flags(values: dict[str, Any] | flags.FlagValues) -> Config:
 def _validate_config_flags(values: dict[str, Any]) -> bool:
     if values["dataset"] is None or values["model"] is None:
         return True  # reported by the required-flag check
+    model, variant = values["model"], values["config"]
+    for name, models in _MODEL_ONLY_FLAGS.items():
+        if values[name] is not None and model not in models:
+            raise flags.ValidationError(
+                f"--{name} has no effect on the {model} (only on {', '.join(models)}): drop it"
+            )
+    try:
+        configs.get_config(values["dataset"], model, variant)
+    except ValueError as e:
+        raise flags.ValidationError(f"--config={variant}: {e}") from e
     try:
         config_from_flags(values)
     except ValueError as e:
@@ -237,8 +260,17 @@ def _validate_config_flags(values: dict[str, Any]) -> bool:
     return True
 
 
+def _validate_device_flags(values: dict[str, Any]) -> bool:
+    if values["num_gpus"] is not None and values["distribution"] == "none":
+        raise flags.ValidationError(
+            "--num_gpus has no effect without --distribution=mirrored (or multi_worker): add "
+            "one, or drop --num_gpus"
+        )
+    return True
+
+
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
+    if len(argv) > 1:  # run() reports these as one line before main
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
     config = config_from_flags(FLAGS)
@@ -275,7 +307,7 @@ def main(argv: Sequence[str]) -> None:
 def run(argv: Sequence[str] | None = None) -> None:
     """Entry point of `python -m wae_tf.train`."""
     define_flags()
-    app.run(main, argv)
+    console.run_cli(main, "wae_tf.train", argv)
 
 
 if __name__ == "__main__":

@@ -355,7 +355,7 @@ def _fit(
         raise TrainingDivergedError(
             f"training diverged: {guard.message}. Nothing of that state was saved; the last "
             f"good checkpoint is {latest[1] if latest else 'none (no epoch completed)'}. "
-            "Try a lower --learning_rate or --penalty_weight."
+            f"Try a lower --learning_rate{' or --penalty_weight' if config.penalty else ''}."
         )
     return checkpoint.elapsed
 
