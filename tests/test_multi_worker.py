@@ -4,7 +4,8 @@ single process's two steps on the whole batches.
 
 The workers and the reference are this file run as a script (`__main__`), since a
 MultiWorkerMirroredStrategy must be created before TensorFlow starts, and every process
-is bounded in time. Runtime: about a minute on 2 shared CPU cores.
+is bounded in time. Runtime: about a minute on 2 shared CPU cores; the slow test below
+(resuming two workers from a damaged newest checkpoint) adds about 70 s.
 
 Tolerance: as in tests/test_distribute.py (SGD, so the weight change is the gradient; the
 all-reduce adds the same float32 terms in another order), each variable's change agrees to
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import python_env
+from conftest import python_env, run_python
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GLOBAL_BATCH = 8  # 4 images per worker
@@ -148,6 +149,81 @@ def test_two_workers_end_with_the_weights_of_one_process_on_the_whole_batches(ru
             scale = own if own > 1e-3 * model_scale else model_scale  # rounding-noise variables
             error = float(np.abs(want - got).max())
             assert error <= TOLERANCE * scale, (name, i, error, scale)
+
+
+# ======================================================================================
+# Resuming with a damaged newest checkpoint: the chief decides, the other worker follows
+# ======================================================================================
+
+
+def _train_flags(mnist_dir: Path, workdir: Path, epochs: int) -> list[str]:
+    return [
+        "-m",
+        "wae_tf.train",
+        "--dataset=mnist",
+        "--model=wae_mmd",
+        f"--data_dir={mnist_dir}",
+        f"--workdir={workdir}",
+        "--width=4",
+        "--batch_size=50",  # 25 per worker
+        "--train_examples=200",
+        "--eval_examples=100",
+        "--nopretrain",
+        "--verbose=2",
+        f"--epochs={epochs}",
+    ]
+
+
+@pytest.mark.slow  # about 70 s on 2 shared cores: a run, then two workers extending it
+def test_two_workers_resume_from_the_newest_readable_checkpoint_and_only_the_chief_moves(
+    mnist_dir, tmp_path
+):
+    workdir = tmp_path / "run"
+    first = run_python(*_train_flags(mnist_dir, workdir, epochs=2))
+    assert first.returncode == 0, first.stderr[-3000:]
+    newest = workdir / "checkpoints" / "epoch_0002.npz"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated
+
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    workers = []
+    for index in range(2):
+        env = python_env(
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        )
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, *_train_flags(mnist_dir, workdir, epochs=3)]
+                + ["--distribution=multi_worker"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    logs = []
+    try:
+        for worker in workers:
+            logs.append(worker.communicate(timeout=TIMEOUT_S)[1])
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+    for worker, log in zip(workers, logs, strict=True):
+        assert worker.returncode == 0, log[-3000:]
+        assert "Traceback" not in log
+        assert f"resuming from {workdir / 'checkpoints' / 'epoch_0001.npz'}" in log
+    chief, other = logs
+    assert f"{newest} is unreadable" in chief and "moved it aside" in chief
+    assert f"{newest} is unreadable" in other and "moved it aside" not in other
+    assert "No such file" not in other
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == [
+        "epoch_0002.npz",  # written again
+        "epoch_0002.npz.corrupt",
+        "epoch_0003.npz",
+    ]
+    history = (workdir / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]
 
 
 if __name__ == "__main__":
