@@ -332,6 +332,6 @@ def exit_on_error(program: str, work: Callable[[], Any]) -> Any:
 
     try:
         return work()
-    except (ReproError, data.DataError, trainer.TrainError, fileio.DiskFullError) as e:
+    except (ReproError, data.DataError, trainer.TrainError, fileio.WriteError) as e:
         print(f"{program}: error: {e}", file=sys.stderr)
         sys.exit(1)
