@@ -191,7 +191,12 @@ def wae_train_step(model, state: State, data) -> tuple[dict, State]:
     )
     if model.adversary is not None:
         # [code] the adversary step follows, on the same batch and prior draws, with codes
-        # recomputed by the updated encoder (`trainable` now holds its new weights).
+        # recomputed by the updated encoder (`trainable` now holds its new weights); with
+        # adversary_fresh_input_noise, new input noise as in the code (wae.py:605-611).
+        if model.config.adversary_fresh_input_noise:
+            noisy, non_trainable = _stateless(
+                model, trainable, non_trainable, lambda: model.input_noise(images)
+            )
         adversary_terms, trainable, non_trainable, optimizer_variables = _gradient_step(
             model,
             model.step_optimizer(optimizers.ADVERSARY),

@@ -304,7 +304,10 @@ class WAE(_AutoEncoderBase):
         )
         if self.adversary is not None:
             # [code] the adversary step follows, on the same batch and prior draws, with
-            # codes recomputed by the updated encoder.
+            # codes recomputed by the updated encoder; with adversary_fresh_input_noise the
+            # batch gets new input noise, as the code's second sess.run draws (wae.py:605-611).
+            if self.config.adversary_fresh_input_noise:
+                noisy = self.input_noise(images)
             adversary_terms = self._tensorflow_step(
                 lambda: self.adversary_terms(self.encode(noisy, training=True), pz),
                 self.adversary.trainable_variables,
