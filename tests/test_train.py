@@ -561,6 +561,19 @@ def test_nan_loss_stops_naming_the_metric_and_writes_no_checkpoint(mnist_dir, tm
     assert not (workdir / "history.csv").exists()
 
 
+def test_cli_divergence_is_the_last_line_without_tensorflows_finalizer_error(mnist_dir, tmp_path):
+    args = [f"--data_dir={mnist_dir}", f"--workdir={tmp_path / 'run'}", "--learning_rate=1e30"]
+    args += ["--train_examples=100", "--eval_examples=50", "--verbose=0", *SMOKE]
+    # TensorFlow's warnings as a user sees them (the CLI's default log level, not the tests')
+    result = run_python(
+        "-m", "wae_tf.train", "--dataset=mnist", "--model=vae", *args, TF_CPP_MIN_LOG_LEVEL="1"
+    )
+    assert result.returncode == 1
+    assert "GeneratorDataset" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("wae_tf.train: error: training diverged: non-finite"), last
+
+
 def test_sample_every_zero_writes_no_grids(mnist_dir, tmp_path):
     workdir = tmp_path / "run"
     trainer.train(

@@ -42,6 +42,7 @@ Backends: TensorFlow is imported only for `--distribution` / `--precision`
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -294,14 +295,19 @@ def main(argv: Sequence[str]) -> None:
         )
     except (TrainError, data.DataError) as e:
         # One line: a failed write inside fit arrives here as trainer.NoSpaceError.
-        print(f"wae_tf.train: error: {e}", file=sys.stderr)
-        sys.exit(1)
+        message, status = f"wae_tf.train: error: {e}", 1
     except KeyboardInterrupt:
-        print(
-            "wae_tf.train: interrupted; rerun the same command to resume from the last checkpoint",
-            file=sys.stderr,
-        )
-        sys.exit(130)
+        message = "wae_tf.train: interrupted; rerun the same command to resume from the last "
+        message, status = message + "checkpoint", 130
+    else:
+        return
+    # Outside the except block: the error's frames, which hold the model and its tf.data
+    # iterators, are released, and collected here while Python can still run their
+    # finalizers; at interpreter exit TensorFlow would add "Error occurred when finalizing
+    # GeneratorDataset iterator: FAILED_PRECONDITION" to the one line.
+    gc.collect()
+    print(message, file=sys.stderr)
+    sys.exit(status)
 
 
 def run(argv: Sequence[str] | None = None) -> None:
