@@ -203,7 +203,17 @@ def remove_stale_temporaries(paths: RunPaths) -> None:
 # follows --distribution (the weights and the math per replica are the same).
 RESUMABLE_FIELDS = ("epochs", "sync_batch_norm")
 # Data provenance fields that must match for a resumed run to see the same batches.
-DATA_IDENTITY = ("dataset", "source", "train_split", "eval_split", "train_size", "eval_size")
+# What makes two runs' data the same. eval_order: a run recorded before validation moved
+# to a fixed random order of the test set validated on other images (the file's first N).
+DATA_IDENTITY = (
+    "dataset",
+    "source",
+    "train_split",
+    "eval_split",
+    "train_size",
+    "eval_size",
+    "eval_order",
+)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
