@@ -348,7 +348,9 @@ def _fit(
         validation_steps=-(-len(run_data.eval) // config.batch_size) if validated else None,
         shuffle=False,  # the stream is already shuffled per epoch [wae_tf.data]
         callbacks=extras,
-        verbose=verbose,
+        # --verbose=2's one line per epoch is EpochSummary's (metrics, time, time left):
+        # Keras's own "Epoch N/M" and metrics lines would repeat it on stdout.
+        verbose=1 if verbose == 1 else 0,
     )
     if guard.tripped:
         latest = checkpoints.latest(paths)
