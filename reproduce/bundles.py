@@ -39,6 +39,8 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,7 @@ from reproduce.panels import PANEL_ROWS, PANEL_SEED_OFFSET, SAMPLE_SEED_OFFSET, 
 from reproduce.runs import TrainedRun, split_rule_text
 from reproduce.scale import Scale, describe_scale
 from wae_tf import fileio
-from wae_tf.rundir import read_history
+from wae_tf.rundir import read_history_rows
 
 BUNDLE_FORMAT = 1
 KINDS = {"mnist": "figure2", "celeba": "figure3_table1"}  # dataset -> bundle kind
@@ -267,10 +269,9 @@ def read_bundle(path: Path) -> Bundle:
         config, metrics, provenance = (
             fileio.read_json(path / name) for name in (CONFIG, METRICS, PROVENANCE)
         )
-        with np.load(path / PANELS) as npz:
-            panels = {key: npz[key] for key in npz.files}
     except (OSError, ValueError) as e:
         raise ReproError(f"bundle {path} is unreadable ({e})") from e
+    panels = read_panels(path / PANELS)
     if config.get("bundle_format") != BUNDLE_FORMAT:
         raise ReproError(
             f"bundle {path} has format {config.get('bundle_format')!r}; this code reads "
@@ -278,7 +279,45 @@ def read_bundle(path: Path) -> Bundle:
         )
     if set(panels) != set(PANEL_ROWS):
         raise ReproError(f"bundle {path}: {PANELS} holds {sorted(panels)}")
-    return Bundle(path, config, metrics, provenance, panels, read_history(path / HISTORY))
+    return Bundle(path, config, metrics, provenance, panels, read_bundle_history(path / HISTORY))
+
+
+def read_panels(path: Path) -> dict[str, np.ndarray]:
+    """A bundle's panels.npz; a damaged one (a flipped byte, truncated: zip or deflate
+    errors, a bad .npy header) is a ReproError naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise ReproError(
+            f"{path} is damaged ({type(e).__name__}: {e}); copy the bundle again or remake it"
+        ) from e
+
+
+def read_bundle_history(path: Path) -> list[dict[str, float]]:
+    """A bundle's history.csv as `wae_tf.rundir.read_history` rows ([] for an empty file:
+    a run without one). A file that is not a wae_tf history -- not text, another first
+    column, a line that is not a row of numbers -- is a ReproError naming it: write_bundle
+    copies the history of a finished run whole, so garbage means a damaged copy, and
+    every other unreadable bundle file is an error too (the curves would otherwise
+    silently say "no history.csv")."""
+    try:
+        header, rows = read_history_rows(path)
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        if not header:
+            return []
+        if header[0] != "epoch":
+            problem = f"its first column is {header[0][:40]!r}, not 'epoch'"
+        elif len(rows) != len(lines) - 1:
+            problem = f"{len(lines) - 1 - len(rows)} of its {len(lines) - 1} lines are not rows"
+        else:
+            return [{k: float(v) for k, v in row.items() if v != ""} for row in rows]
+    except (OSError, ValueError) as e:  # UnicodeDecodeError, a cell that is not a number
+        problem = f"{type(e).__name__}: {str(e)[:80]}"
+    raise ReproError(
+        f"{path} is unreadable: not a wae_tf history ({problem}); copy the bundle again or "
+        "remake it"
+    )
 
 
 # ======================================================================================
@@ -389,7 +428,12 @@ class BundleSet:
     def scale(self, out_dir: Path) -> Scale:
         """The scale line; with mixed bundles, it starts with "MIXED BUNDLES" and names the
         differing fields (each bundle's own scale is in its config.json)."""
-        scale = describe_scale(self.options(out_dir), self.bundles)
+        scale = describe_scale(
+            self.options(out_dir),
+            self.bundles,
+            widths={m: b.settings.get("width") for m, b in self.bundles.items()},
+            num_samples={m: b.settings["num_samples"] for m, b in self.bundles.items()},
+        )
         if not self.differences:
             return scale
         fields = ", ".join(dict.fromkeys(d.split(":")[0] for d in self.differences))

@@ -36,6 +36,7 @@ from reproduce.options import (
     exit_on_error,
     options_from_flags,
 )
+from reproduce.outputs import OutDirLock
 from reproduce.panels import choose_panel_inputs, model_panels
 from reproduce.runs import load_test_images, load_train_images, train_model
 from reproduce.sample_metrics import (
@@ -80,12 +81,15 @@ def checked_data(options: Options) -> tuple[Options, np.ndarray]:
     return options, test
 
 
-def compute_bundles(options: Options, test: np.ndarray, evaluate: Evaluator) -> list[Path]:
-    """For each model of --models, in turn: train it (or reuse its finished run), draw its
-    column of panels, compute the test reconstruction cost on `test` (uint8, from
-    `checked_data`) and `evaluate(run, test)`'s numbers, and write its bundle
-    (`reproduce.bundles`), so that a later failure keeps the bundles already written.
-    Returns the bundle folders."""
+def compute_bundles(
+    options: Options, test: np.ndarray, evaluate: Evaluator, lock: OutDirLock
+) -> list[Path]:
+    """Take --out_dir's `lock`, then for each model of --models, in turn: train it (or
+    reuse its finished run), draw its column of panels, compute the test reconstruction
+    cost on `test` (uint8, from `checked_data`) and `evaluate(run, test)`'s numbers, and
+    write its bundle (`reproduce.bundles`), so that a later failure keeps the bundles
+    already written. Returns the bundle folders."""
+    lock.acquire()  # before anything is trained or written: a second run is refused here
     inputs = choose_panel_inputs(test, options.seed)
     written = []
     for i, name in enumerate(options.models, start=1):
@@ -104,13 +108,13 @@ def compute_bundles(options: Options, test: np.ndarray, evaluate: Evaluator) -> 
     return written
 
 
-def mnist_bundles(options: Options) -> list[Path]:
+def mnist_bundles(options: Options, lock: OutDirLock) -> list[Path]:
     """Compute and write the MNIST bundles of --models (Figure 2)."""
     options, test = checked_data(options)
-    return compute_bundles(options, test, mnist_evaluator(options))
+    return compute_bundles(options, test, mnist_evaluator(options), lock)
 
 
-def celeba_bundles(options: Options) -> list[Path]:
+def celeba_bundles(options: Options, lock: OutDirLock) -> list[Path]:
     """Compute and write the CelebA bundles of --models (Figure 3 and Table 1 share them).
     An --inception_graph (or --fid_features=keras_inception_v3) that cannot be loaded is
     an error here, before any training."""
@@ -119,23 +123,27 @@ def celeba_bundles(options: Options) -> list[Path]:
     options, test = checked_data(options)
     if extractor is None:
         logging.warning("FID will be null: %s (sharpness is still measured)", fid_info["reason"])
-    return compute_bundles(options, test, celeba_evaluator(options, extractor, fid_info))
+    return compute_bundles(options, test, celeba_evaluator(options, extractor, fid_info), lock)
+
+
+Compute = Callable[[Options, OutDirLock], list[Path]]
 
 
 def bundles_to_assemble(
-    options: Options, kind: str, compute: Callable[[Options], list[Path]]
+    options: Options, kind: str, compute: Compute, lock: OutDirLock
 ) -> tuple[BundleSet | None, list[Path]]:
     """(the checked `reproduce.bundles.BundleSet` to assemble, or None, and the bundle
     folders this run wrote). --assemble: its folders, nothing computed. Otherwise
     `compute(options)` writes the bundles of --models; with all three, they are read back
     from disk and assembled (the one-shot run takes the same path as --assemble), with
-    fewer there is nothing to assemble (None)."""
+    fewer there is nothing to assemble (None). --out_dir's `lock` is taken before
+    anything is written there."""
     written: list[Path] = []
     if options.assemble:
         check_out_dir(options.out_dir)
         paths = list(options.assemble)
     else:
-        paths = written = compute(options)
+        paths = written = compute(options, lock)
         if not options.one_shot:
             return None, written
     bundle_set = bundles.load_bundles(
@@ -144,6 +152,7 @@ def bundles_to_assemble(
         allow_mixed=options.allow_mixed_bundles,
         allow_partial=options.allow_partial_bundles,
     )
+    lock.acquire()  # --assemble: after the checks (a refused assembly creates nothing)
     return bundle_set, written
 
 
@@ -157,17 +166,17 @@ def bundles_only_payload(written: Sequence[Path]) -> dict[str, Any]:
     }
 
 
-def make(
-    options: Options, kind: str, compute: Callable[[Options], list[Path]], assemble: Assemble
-) -> dict[str, Any]:
+def make(options: Options, kind: str, compute: Compute, assemble: Assemble) -> dict[str, Any]:
     """Compute the bundles of --models with `compute` (or take --assemble's), then, with all
     three models, `assemble(options, bundle_set, start_time)` the outputs. Returns the JSON
-    payload (or, for fewer than three models, the bundles written)."""
+    payload (or, for fewer than three models, the bundles written). From the first write
+    to the last, --out_dir is locked (`reproduce.outputs.OutDirLock`)."""
     start = time.time()
-    bundle_set, written = bundles_to_assemble(options, kind, compute)
-    if bundle_set is None:
-        return bundles_only_payload(written)
-    return assemble(options, bundle_set, start)
+    with OutDirLock(options.out_dir) as lock:
+        bundle_set, written = bundles_to_assemble(options, kind, compute, lock)
+        if bundle_set is None:
+            return bundles_only_payload(written)
+        return assemble(options, bundle_set, start)
 
 
 def figure_caption(bundle_set: BundleSet, figure_number: int) -> list[str]:

@@ -9,6 +9,7 @@ version, machine, command line) and when.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,57 @@ def fmt(value: Any, spec: str = ".4g") -> str:
 def label_lines(labels: Sequence[str]) -> list[str]:
     """The PARTIAL / MIXED BUNDLES labels as bold markdown lines (nothing when whole)."""
     return [line for label in labels for line in (f"**{label}**", "")]
+
+
+class OutDirLock:
+    """An exclusive lock on <out_dir>/.lock, taken by `acquire` before a run writes anything
+    to --out_dir (its bundles, then its figure / table) and held until `release`: a second
+    run on the same --out_dir is refused before it can replace the first's bundles. The OS
+    releases it when the holder exits, however it exits. `acquire` creates --out_dir, so
+    the scripts call it only after their up-front checks (which create nothing)."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        self._file = None
+
+    def acquire(self) -> None:
+        """Take the lock (again: nothing); ReproError naming --out_dir when another process
+        holds it."""
+        if self._file is not None:
+            return
+        import fcntl
+
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            lock = open(self.out_dir / ".lock", "a+")  # held until release
+        except OSError as e:
+            raise ReproError(f"cannot create --out_dir {self.out_dir} ({e.strerror or e})") from e
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            lock.close()
+            raise ReproError(
+                f"--out_dir={self.out_dir} is in use by another reproduce run (pid {holder}); "
+                "wait for it to finish or choose another --out_dir"
+            ) from e
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._file = lock
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the file releases the flock
+            self._file = None
+
+    def __enter__(self) -> OutDirLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def write_outputs(out_dir: Path, files: dict[str, bytes | str]) -> list[str]:

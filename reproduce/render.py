@@ -26,7 +26,10 @@ TOP_SCALE_PX = 24
 HEADER_PX = 30  # column titles
 CAPTION_LINE_PX = 20
 CAPTION_CHAR_PX = 7.6  # mean width of a 14 px DejaVu Sans character, for wrapping
+SCALE_LINE_PX = 20  # each further line of a wrapped scale line
+SCALE_CHAR_PX = 10.4  # mean width of a 16 px bold DejaVu Sans character (generous)
 MARGIN_PX = 12
+CURVES_SCALE_CHARS = 170  # the curves' 1200 px wide title, 9 pt at 100 dpi
 
 
 def _points(pixels: float) -> float:
@@ -41,6 +44,7 @@ class FigureLayout:
     panel_width: int  # displayed, i.e. grid width * magnification
     row_heights: tuple[int, ...]
     caption_lines: tuple[str, ...]
+    scale_lines: tuple[str, ...] = ("",)  # the scale line, wrapped to the figure's width
 
     @property
     def width(self) -> int:
@@ -48,7 +52,8 @@ class FigureLayout:
 
     @property
     def panels_top(self) -> int:
-        return MARGIN_PX + TOP_TITLE_PX + TOP_SCALE_PX + HEADER_PX
+        scale = TOP_SCALE_PX + (len(self.scale_lines) - 1) * SCALE_LINE_PX
+        return MARGIN_PX + TOP_TITLE_PX + scale + HEADER_PX
 
     @property
     def caption_top(self) -> int:
@@ -72,16 +77,22 @@ class FigureLayout:
 
 
 def figure_layout(
-    panels: dict[str, dict[str, np.ndarray]], magnification: int, caption: Sequence[str]
+    panels: dict[str, dict[str, np.ndarray]],
+    magnification: int,
+    caption: Sequence[str],
+    scale_text: str = "",
 ) -> FigureLayout:
-    """The layout of `draw_figure(panels, ...)`; caption lines are wrapped to the width."""
+    """The layout of `draw_figure(panels, ...)`; the scale line and the caption lines are
+    wrapped to the width (a MIXED BUNDLES scale line can be long)."""
     first = panels[MODELS[0]]
     panel_width = first[PANEL_ROWS[0]].shape[1] * magnification
     row_heights = tuple(first[row].shape[0] * magnification for row in PANEL_ROWS)
     probe = FigureLayout(panel_width, row_heights, ())
     chars = max(40, int((probe.width - 2 * MARGIN_PX) / CAPTION_CHAR_PX))
     lines = tuple(wrapped for line in caption for wrapped in textwrap.wrap(line, chars) or [""])
-    return FigureLayout(panel_width, row_heights, lines)
+    scale_chars = max(40, int((probe.width - 2 * MARGIN_PX) / SCALE_CHAR_PX))
+    scale_lines = tuple(textwrap.wrap(scale_text, scale_chars)) or ("",)
+    return FigureLayout(panel_width, row_heights, lines, scale_lines)
 
 
 def render_figure(
@@ -99,7 +110,7 @@ def render_figure(
     from matplotlib.figure import Figure
 
     _check_panel_shapes(panels)
-    layout = figure_layout(panels, magnification, caption)
+    layout = figure_layout(panels, magnification, caption, scale.text)
     width, height = layout.size
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
 
@@ -109,14 +120,15 @@ def render_figure(
     y = MARGIN_PX
     fig.text(*frac(width / 2, y + 22)[:2], title, ha="center", fontsize=_points(22), weight="bold")
     y += TOP_TITLE_PX
-    fig.text(
-        *frac(width / 2, y + 17)[:2],
-        scale.text,
-        ha="center",
-        fontsize=_points(16),
-        color="#b00000" if scale.reduced else "black",
-        weight="bold" if scale.reduced else "normal",
-    )
+    for i, line in enumerate(layout.scale_lines):
+        fig.text(
+            *frac(width / 2, y + 17 + i * SCALE_LINE_PX)[:2],
+            line,
+            ha="center",
+            fontsize=_points(16),
+            color="#b00000" if scale.reduced else "black",
+            weight="bold" if scale.reduced else "normal",
+        )
     for col, name in enumerate(MODELS):
         left, top, w, _ = layout.panel_box(0, col)
         fig.text(
@@ -211,12 +223,16 @@ def render_training_curves(
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12.0, 3.8), dpi=100, facecolor="white")
+    scale_lines = textwrap.wrap(scale.text, CURVES_SCALE_CHARS)
     fig.suptitle(
-        f"{title}\n{scale.text}", fontsize=9, color="#b00000" if scale.reduced else "black"
+        "\n".join([title, *scale_lines]),
+        fontsize=9,
+        color="#b00000" if scale.reduced else "black",
     )
     axes = fig.subplots(1, len(histories))
     for ax, (name, history) in zip(np.atleast_1d(axes), histories.items(), strict=True):
         _plot_history(ax, history)
         ax.set_title(MODEL_LABELS[name], fontsize=10)
-    fig.subplots_adjust(top=0.78, bottom=0.14, left=0.05, right=0.98, wspace=0.25)
+    top = 0.78 - 0.04 * max(0, len(scale_lines) - 1)
+    fig.subplots_adjust(top=top, bottom=0.14, left=0.05, right=0.98, wspace=0.25)
     return png_bytes(fig, 100)

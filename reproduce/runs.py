@@ -11,6 +11,7 @@ as training reads them and the test images the reported numbers use
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from reproduce.options import MODEL_LABELS, QUICK, Options, ReproError
+from reproduce.options import MODEL_LABELS, Options, ReproError, quick_settings
 from reproduce.scale import paper_config
 from wae_tf import fileio
 from wae_tf.rundir import RunPaths, read_history
@@ -93,7 +94,7 @@ def run_config(options: Options, model: str):
     if options.epochs is not None:
         overrides["epochs"] = options.epochs
     if options.quick:
-        overrides["pretrain_steps"] = QUICK.pretrain_steps
+        overrides["pretrain_steps"] = quick_settings(options.dataset).pretrain_steps
     return config.replace(**overrides)
 
 
@@ -186,13 +187,24 @@ def load_train_images(options: Options) -> np.ndarray:
     """The train split (uint8) as training reads it: its first --train_examples images."""
     from wae_tf import data
 
-    return data.load_uint8(
-        options.dataset,
-        options.data_dir,
-        "train",
-        num_examples=options.train_examples,
-        split_rule=split_rule_of(options),
-    )
+    try:
+        return data.load_uint8(
+            options.dataset,
+            options.data_dir,
+            "train",
+            num_examples=options.train_examples,
+            split_rule=split_rule_of(options),
+        )
+    except data.DataError as e:
+        # wae_tf.data names its argument ("num_examples=N but ... has only M examples"):
+        # say it with the flag the user gave.
+        too_many = re.match(r"num_examples=\d+ but (.*)", str(e))
+        if options.train_examples is None or too_many is None:
+            raise
+        raise ReproError(
+            f"--train_examples={options.train_examples} but {too_many.group(1)}; pass a "
+            "smaller --train_examples, or none for the whole split"
+        ) from e
 
 
 def load_test_images(options: Options) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from reproduce.inference import generate_samples, to_model_range
-from reproduce.options import MODEL_LABELS, QUICK, Options, ReproError
+from reproduce.options import MODEL_LABELS, Options, ReproError, quick_settings
 from reproduce.runs import TrainedRun, split_rule_of
 
 Evaluator = Callable[[TrainedRun, np.ndarray], dict[str, Any]]
@@ -66,12 +66,13 @@ def mnist_evaluator(options: Options) -> Evaluator:
 
     def setup() -> None:
         folder = options.workdir / "mnist_classifier"
+        quick = quick_settings("mnist")
         logging.info("MNIST Fréchet score: classifier (cached in %s)", folder)
         classifier = mnist_classifier.get_or_train_classifier(
             folder,
             options.data_dir,
-            epochs=QUICK.classifier_epochs if options.quick else CLASSIFIER_EPOCHS,
-            num_train=QUICK.classifier_train_examples if options.quick else None,
+            epochs=quick.classifier_epochs if options.quick else CLASSIFIER_EPOCHS,
+            num_train=quick.classifier_train_examples if options.quick else None,
         )
         test = data.load_uint8("mnist", options.data_dir, "test", split_rule=split_rule_of(options))
         reference = to_model_range(test[: options.num_samples], "unit")

@@ -54,17 +54,29 @@ class Scale:
         return cls(bool(payload["reduced"]), str(payload["description"]))
 
 
-def describe_scale(options: Options, runs: Mapping[str, RunSize]) -> Scale:
+def describe_scale(
+    options: Options,
+    runs: Mapping[str, RunSize],
+    widths: Mapping[str, int | None] | None = None,
+    num_samples: Mapping[str, int] | None = None,
+) -> Scale:
     """One line that says how this run differs from the paper's, e.g.
-    "REDUCED SCALE: 1 epoch (paper: 100), 300 train images (paper: 60,000), width 8 ..."."""
+    "REDUCED SCALE: 1 epoch (paper: 100), 300 train images (paper: 60,000), width 8 ...".
+
+    widths, num_samples: per model, where they may differ (mixed bundles): then each
+    model's own value is stated, e.g. "VAE/WAE-MMD/WAE-GAN widths 16/8/8"; by default
+    --width and --num_samples of `options`, the same for all."""
     dataset = options.dataset
+    widths = dict(widths or {name: options.width for name in runs})
+    num_samples = dict(num_samples or {name: options.num_samples for name in runs})
+    labels = "/".join(MODEL_LABELS[n] for n in runs)
     epochs = {name: run.epochs for name, run in runs.items()}
     paper_epochs = {name: paper_config(dataset, name).epochs for name in runs}
     train_size = min(run.train_size for run in runs.values())
     reduced_epochs = any(epochs[n] < paper_epochs[n] for n in runs)
     reduced_data = train_size < PAPER_TRAIN_SIZES[dataset]
-    reduced_width = options.width is not None
-    reduced_samples = options.num_samples < DEFAULT_NUM_SAMPLES
+    reduced_width = any(w is not None for w in widths.values())
+    reduced_samples = any(n < DEFAULT_NUM_SAMPLES for n in num_samples.values())
     reduced = options.quick or reduced_epochs or reduced_data or reduced_width or reduced_samples
 
     if len(set(epochs.values())) == 1 and len(set(paper_epochs.values())) == 1:
@@ -73,15 +85,22 @@ def describe_scale(options: Options, runs: Mapping[str, RunSize]) -> Scale:
     else:
         ours = "/".join(str(epochs[n]) for n in runs)
         paper = "/".join(str(paper_epochs[n]) for n in runs)
-        labels = "/".join(MODEL_LABELS[n] for n in runs)
         epoch_text = f"{labels} epochs {ours} (paper: {paper})"
     data_text = f"{train_size:,} train images (paper: {PAPER_TRAIN_SIZE_TEXT[dataset]})"
-    width_text = (
-        f"width {options.width} (paper: {PAPER_WIDTH_TEXT})" if reduced_width else "paper widths"
-    )
+    if len(set(widths.values())) > 1:
+        ours = "/".join("paper" if widths[n] is None else str(widths[n]) for n in runs)
+        width_text = f"{labels} widths {ours} (paper: {PAPER_WIDTH_TEXT})"
+    elif reduced_width:
+        width_text = f"width {next(iter(widths.values()))} (paper: {PAPER_WIDTH_TEXT})"
+    else:
+        width_text = "paper widths"
     parts = [epoch_text, data_text, width_text]
-    if reduced_samples:
-        parts.append(f"{options.num_samples:,} samples per metric (paper: {DEFAULT_NUM_SAMPLES:,})")
+    if len(set(num_samples.values())) > 1:
+        ours = "/".join(f"{num_samples[n]:,}" for n in runs)
+        parts.append(f"{labels} samples per metric {ours} (paper: {DEFAULT_NUM_SAMPLES:,})")
+    elif reduced_samples:
+        n = next(iter(num_samples.values()))
+        parts.append(f"{n:,} samples per metric (paper: {DEFAULT_NUM_SAMPLES:,})")
     if options.quick:
         parts.append("--quick smoke run")
     head = "REDUCED SCALE" if reduced else "paper scale"

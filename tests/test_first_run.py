@@ -7,11 +7,14 @@ tests/loopback_mirror.py), never the internet -- and the figure is drawn under t
 --out_dir. With the mirror down, and for Table 1 without data, the command fails in one
 line before anything is announced or trained. Each script's --help lists its own flags.
 Everything is written under pytest's temporary folder (cache, runs, Keras and matplotlib
-settings). About 55 s on 2 busy CPU cores, half of it the main job.
+settings). The main job must show the paper's story, not a grey figure: its samples vary
+and its three Fréchet scores differ (tests/quick_figure_checks.py). About 90 s on 2 busy
+CPU cores, most of it the main job.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from conftest import REPO_ROOT, python_env
 from loopback_mirror import dead_url, read_files, serve
+from quick_figure_checks import assert_samples_vary, assert_scores_differ
 
 from wae_tf import download
 
@@ -89,6 +93,10 @@ def test_main_job_fetches_mnist_into_the_cache_and_draws_figure2(mnist_dir, tmp_
     assert result.stdout.startswith("figure2: REDUCED SCALE") and "runs/figure2/figure2.png" in (
         result.stdout
     )
+    # The paper's story: digits, not a grey figure, and three different scores.
+    assert_samples_vary(out, "figure2", image_size=28)
+    models = json.loads((out / "figure2.json").read_text())["models"]
+    assert_scores_differ({m: numbers["mnist_frechet_score"] for m, numbers in models.items()})
 
 
 def test_main_job_with_the_mirror_down_fails_in_one_line_before_any_training(tmp_path):

@@ -1,10 +1,12 @@
 """The reproduce scripts (Figures 2-3, Table 1): run with --quick on the shared real data.
 
-The three scripts run in-process with their own flag values (`run_with_args`) on tiny nets
-(width 8, 300 train images, 1 epoch); figure3 and both table1 runs share one workdir, so the
-CelebA models are trained once, and the per-model bundle runs reuse the finished runs (they
-only evaluate). About 90 s in all on 2 busy CPU cores; the script tests skip when
-/work/shared/data is absent, the layout and panel tests need no data.
+The three scripts run in-process with their own flag values (`run_with_args`). Figure 2's
+plumbing runs on tiny nets (PLUMBING: width 8, 300 train images, 1 epoch; README's
+`figure2 --quick` itself runs in tests/test_first_run.py); figure3 runs README's
+`--quick` as it is, and both table1 runs share its workdir, so the CelebA models are
+trained once, and the per-model bundle runs reuse the finished runs (they only evaluate).
+About 3 minutes in all on 2 CPU cores; the script tests skip when the shared data is
+absent, the layout and panel tests need no data.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from quick_figure_checks import assert_samples_vary, assert_scores_differ
 
 from reproduce import bundles, figure2, figure3, table1
-from reproduce.options import MODELS, QUICK, ReproError, exit_on_error, parse_args
+from reproduce.options import MODELS, ReproError, exit_on_error, parse_args, quick_settings
+from reproduce.outputs import OutDirLock
 from reproduce.panels import (
     PANEL_COLS,
     PANEL_ROWS,
@@ -41,6 +45,9 @@ from wae_tf import data
 # Fixtures: one quick run of each script
 # ======================================================================================
 
+# Figure 2's plumbing tests need no recognisable digits: --quick shrunk further (3 steps).
+PLUMBING = ("--quick", "--width=8", "--train_examples=300", "--epochs=1")
+
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
@@ -57,7 +64,7 @@ def figure2_run(mnist_dir, tmp_path_factory):
     payload = figure2.run_with_args(
         [
             "figure2",
-            "--quick",
+            *PLUMBING,
             f"--data_dir={mnist_dir}",
             f"--workdir={root / 'runs'}",
             f"--out_dir={root / 'out'}",
@@ -241,7 +248,7 @@ def test_figure2_bundles_from_separate_runs_assemble_into_the_one_shot_figure_an
     payload, out = figure2_run
     monkeypatch.setattr(keras.Model, "fit", _no_fit)  # the finished runs are reused, not retrained
     workdir = Path(payload["models"]["vae"]["workdir"]).parents[1]
-    quick = ["--quick", f"--data_dir={mnist_dir}", f"--workdir={workdir}"]
+    quick = [*PLUMBING, f"--data_dir={mnist_dir}", f"--workdir={workdir}"]
     first = figure2.run_with_args(
         ["figure2", *quick, "--models=vae,wae_mmd", f"--out_dir={tmp_path / 'a'}"]
     )
@@ -250,7 +257,7 @@ def test_figure2_bundles_from_separate_runs_assemble_into_the_one_shot_figure_an
     )
     # Fewer than three models: bundles only, no figure.
     assert first["assembled"] is False and len(first["bundles"]) == 2
-    assert [p.name for p in (tmp_path / "a").iterdir()] == ["bundles"]
+    assert [p.name for p in (tmp_path / "a").iterdir() if p.name != ".lock"] == ["bundles"]
     dirs = [*second["bundles"], *first["bundles"]]  # any order
     assembled = figure2.run_with_args(
         ["figure2", f"--assemble={','.join(dirs)}", f"--out_dir={tmp_path / 'c'}"]
@@ -377,6 +384,154 @@ def test_assembly_refuses_two_bundles_of_one_model_and_bundles_of_another_kind(
         parse_args(["figure2", "--models=vea"], "mnist", fid=False)
 
 
+def _one_error_line(capsys, program: str, work) -> str:
+    """Run `work` as a script's main does; it must exit 1 with one line on stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        exit_on_error(program, work)
+    assert exit_info.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{program}: error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("damage", ["flipped_byte", "truncated"])
+def test_a_damaged_panels_file_is_one_line_naming_it(figure2_run, tmp_path, capsys, damage):
+    _, out = figure2_run
+    copies = _copy_bundles(out, tmp_path)
+    panels = copies["wae_mmd"] / "panels.npz"
+    content = bytearray(panels.read_bytes())
+    if damage == "flipped_byte":
+        content[len(content) // 2] ^= 0xFF  # inside the deflated data: a CRC / zlib error
+    else:
+        content = content[: len(content) // 2]
+    panels.write_bytes(bytes(content))
+    line = _one_error_line(
+        capsys, "figure2", lambda: _assemble_figure2(copies.values(), tmp_path / "out")
+    )
+    assert str(panels) in line and "damaged" in line and "remake" in line
+    assert not (tmp_path / "out" / "figure2.png").exists()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\x89PNG\r\n\x1a\n\x00\xff\xfe", b"hello,world\n1,2\n", b"epoch,loss\n1,2\nzz,??\n"],
+)
+def test_a_garbage_history_in_a_bundle_is_one_line_saying_it_is_unreadable(
+    figure2_run, tmp_path, capsys, garbage
+):
+    _, out = figure2_run
+    copies = _copy_bundles(out, tmp_path)
+    history = copies["wae_gan"] / "history.csv"
+    history.write_bytes(garbage)
+    line = _one_error_line(
+        capsys, "figure2", lambda: _assemble_figure2(copies.values(), tmp_path / "out")
+    )
+    assert str(history) in line and "unreadable" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_mixed_widths_are_stated_per_bundle_and_the_scale_line_fits_in_the_figure(
+    figure2_run, tmp_path
+):
+    _, out = figure2_run
+    copies = _copy_bundles(out, tmp_path)
+    _edit_json(copies["vae"] / "config.json", lambda c: c["settings"].update(width=16))
+    payload = _assemble_figure2(copies.values(), tmp_path / "mixed", "--allow_mixed_bundles")
+    description = payload["scale"]["description"]
+    assert "VAE/WAE-MMD/WAE-GAN widths 16/8/8 (paper: 128-1024 filters)" in description
+    assert "width 16 (paper" not in description
+    image = np.asarray(Image.open(tmp_path / "mixed" / "figure2.png").convert("RGB"))
+    red = (image[..., 0] > 120) & (image[..., 1] < 80) & (image[..., 2] < 80)
+    assert red.any()  # the scale line is drawn...
+    assert not red[:, :8].any() and not red[:, -8:].any()  # ...inside the margins
+
+
+def test_a_second_run_on_a_locked_out_dir_is_refused_before_it_writes_anything(
+    figure2_run, mnist_dir, tmp_path, monkeypatch
+):
+    payload, out = figure2_run
+    monkeypatch.setattr(keras.Model, "fit", _no_fit)  # the finished runs would be reused
+    workdir = Path(payload["models"]["vae"]["workdir"]).parents[1]
+    shutil.copytree(out, tmp_path / "out")
+    before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    args = [*PLUMBING, f"--data_dir={mnist_dir}", f"--workdir={workdir}"]
+    with OutDirLock(tmp_path / "out") as first_run:  # the first run, still drawing
+        first_run.acquire()
+        with pytest.raises(ReproError, match="--out_dir=.* is in use by another reproduce run"):
+            figure2.run_with_args(["figure2", *args, f"--out_dir={tmp_path / 'out'}"])
+        with pytest.raises(ReproError, match="in use"):
+            bundle_dirs = ",".join(str(bundles.bundle_dir(out, "figure2", m)) for m in MODELS)
+            figure2.run_with_args(
+                ["figure2", f"--assemble={bundle_dirs}", f"--out_dir={tmp_path / 'out'}"]
+            )
+    after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert after == before  # the first run's bundles and figure are untouched
+
+
+def test_train_examples_beyond_the_split_names_the_flag(mnist_dir, tmp_path):
+    args = ["figure2", *PLUMBING[:-2], "--train_examples=100000", f"--data_dir={mnist_dir}"]
+    args += [f"--workdir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'out'}"]
+    with pytest.raises(ReproError) as error:
+        figure2.run_with_args(args)
+    message = str(error.value)
+    assert message.startswith("--train_examples=100000 but ") and "num_examples" not in message
+    assert "60000" in message and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("checkpoints", ["kept", "removed"])
+def test_a_damaged_final_model_of_a_reused_run_is_rebuilt_or_one_line(
+    figure2_run, mnist_dir, tmp_path, monkeypatch, capsys, checkpoints
+):
+    payload, _ = figure2_run
+    monkeypatch.setattr(keras.Model, "fit", _no_fit)  # reused, never retrained
+    group = Path(payload["models"]["vae"]["workdir"]).parent
+    shutil.copytree(group, tmp_path / "runs" / group.name)
+    classifier = group.parent / "mnist_classifier"  # its cache: not retrained either
+    shutil.copytree(classifier, tmp_path / "runs" / classifier.name)
+    run = tmp_path / "runs" / group.name / "vae"
+    final = run / "final.keras"
+    final.write_bytes(final.read_bytes()[:1000])  # truncated
+    if checkpoints == "removed":
+        shutil.rmtree(run / "checkpoints")
+    args = ["figure2", *PLUMBING, f"--data_dir={mnist_dir}", f"--workdir={tmp_path / 'runs'}"]
+    args += ["--models=vae", f"--out_dir={tmp_path / 'out'}"]
+    if checkpoints == "kept":
+        result = figure2.run_with_args(args)  # final.keras rebuilt from the last checkpoint
+        assert len(result["bundles"]) == 1
+        keras.saving.load_model(final)
+    else:
+        line = _one_error_line(capsys, "figure2", lambda: figure2.run_with_args(args))
+        assert str(final) in line and "Traceback" not in line
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped_byte", "sidecar"])
+def test_a_damaged_classifier_cache_is_rebuilt_with_one_warning(
+    mnist_dir, tmp_path, caplog, damage
+):
+    from wae_tf import mnist_classifier
+
+    settings = dict(epochs=1, num_train=300)
+    first = mnist_classifier.get_or_train_classifier(tmp_path, mnist_dir, **settings)
+    assert first.trained_now
+    if damage == "sidecar":
+        first.path.with_suffix(".json").write_text("{not json")
+    else:
+        content = bytearray(first.path.read_bytes())
+        if damage == "truncated":
+            content = content[: len(content) // 3]
+        else:
+            content[len(content) // 2] ^= 0xFF
+        first.path.write_bytes(bytes(content))
+    with caplog.at_level("WARNING"):
+        again = mnist_classifier.get_or_train_classifier(tmp_path, mnist_dir, **settings)
+    assert again.trained_now  # rebuilt, not a traceback
+    ours = [r for r in caplog.records if r.name == mnist_classifier.__name__]
+    warnings = [r.getMessage() for r in ours if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and f"MNIST classifier cache {first.path} is damaged" in warnings[0]
+    assert "\n" not in warnings[0]
+    assert not mnist_classifier.get_or_train_classifier(tmp_path, mnist_dir, **settings).trained_now
+
+
 def test_cadence_flags_pass_straight_through_to_train(tmp_path, monkeypatch):
     from wae_tf import trainer
 
@@ -477,6 +632,15 @@ def test_celeba_bundles_assemble_into_the_one_shot_figure3_and_table1_either_way
     figure3.run_with_args(["figure3", *assemble, f"--out_dir={tmp_path / 'f'}"])
     names = ["figure3.png", "figure3_training_curves.png", "figure3.md", "figure3.json"]
     _assert_same_outputs(fig3_out, tmp_path / "f", names)
+
+
+@pytest.mark.slow
+def test_figure3_quick_shows_faces_not_a_grey_figure(figure3_run):
+    _, out = figure3_run  # README's `figure3 --quick`, as it is
+    assert_samples_vary(out, "figure3_table1", image_size=64)
+    models = _read_json(out / "figure3.json")["models"]
+    assert_scores_differ({m: numbers["sharpness"] for m, numbers in models.items()})
+    assert_scores_differ({m: numbers["test_reconstruction_cost"] for m, numbers in models.items()})
 
 
 def test_table1_with_a_standin_inception_graph_gives_numeric_fids(table1_with_standin_graph):
@@ -593,12 +757,25 @@ def test_scale_is_paper_only_with_paper_epochs_data_and_widths():
 
 def test_quick_fills_unset_flags_and_explicit_flags_win():
     options = parse_args(["figure2", "--quick", "--epochs=3"], "mnist", fid=False)
-    assert (options.width, options.train_examples, options.epochs) == (8, 300, 3)
-    assert options.num_samples == QUICK.num_samples and options.out_dir == Path("runs/figure2")
+    quick = quick_settings("mnist")
+    assert (options.width, options.train_examples, options.epochs) == (
+        quick.width,
+        quick.train_examples,
+        3,
+    )
+    assert options.num_samples == quick.num_samples and options.out_dir == Path("runs/figure2")
     full = parse_args(["table1"], "celeba", fid=True)
     assert full.out_dir == Path("runs/table1")  # git-ignored, like the runs: not results/
     assert full.num_samples == 10_000 and full.width is None and full.epochs is None
-    assert run_group(options) == "mnist_quick_w8_n300" and run_group(full) == "celeba"
+    assert run_group(options) == f"mnist_quick_w{quick.width}_n{quick.train_examples}"
+    assert run_group(full) == "celeba"
+    celeba = parse_args(["figure3", "--quick"], "celeba", fid=True)
+    celeba_quick = quick_settings("celeba")
+    assert (celeba.width, celeba.train_examples, celeba.epochs) == (
+        celeba_quick.width,
+        celeba_quick.train_examples,
+        celeba_quick.epochs,
+    )
 
 
 def test_bad_flags_and_missing_data_fail_with_one_message_and_write_nothing(tmp_path, capsys):

@@ -168,16 +168,9 @@ def get_or_train_classifier(
     model_path = cache / f"{name}.keras"
     info_path = cache / f"{name}.json"
     if model_path.is_file() and info_path.is_file():
-        import keras
-
-        model = keras.saving.load_model(model_path)
-        info = json.loads(info_path.read_text())
-        logger.info(
-            "Loaded MNIST classifier %s (test accuracy %.4f)",
-            model_path,
-            info.get("test_accuracy", float("nan")),
-        )
-        return TrainedClassifier(model=model, info=info, path=model_path, trained_now=False)
+        cached = _load_cached(model_path, info_path)
+        if cached is not None:
+            return cached
 
     train_x = load("mnist", data_dir, "train", num_examples=num_train)
     train_y = load_labels("mnist", data_dir, "train", num_examples=num_train)
@@ -212,6 +205,31 @@ def get_or_train_classifier(
         model.save(tmp)
     fileio.write_json(info_path, info, sort_keys=True)
     return TrainedClassifier(model=model, info=info, path=model_path, trained_now=True)
+
+
+def _load_cached(model_path: Path, info_path: Path) -> TrainedClassifier | None:
+    """The cached classifier, or None (after one warning line) when the cache is damaged
+    (a truncated or flipped .keras, an unreadable sidecar): it is only a cache, so the
+    caller trains it again and overwrites both files."""
+    from wae_tf.trained import DamagedModelFileError, load_keras_file
+
+    try:
+        info = json.loads(info_path.read_text())
+        if not isinstance(info, dict):
+            raise ValueError(f"{info_path} holds no JSON object")
+        model = load_keras_file(model_path, compile=True)
+    except (DamagedModelFileError, OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        logger.warning(
+            "MNIST classifier cache %s is damaged, training it again (%s)", model_path, reason[:160]
+        )
+        return None
+    logger.info(
+        "Loaded MNIST classifier %s (test accuracy %.4f)",
+        model_path,
+        info.get("test_accuracy", float("nan")),
+    )
+    return TrainedClassifier(model=model, info=info, path=model_path, trained_now=False)
 
 
 def _keras_model(classifier):
