@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from tools import official_code, official_env
 
@@ -372,6 +372,7 @@ def format_table(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
+PROGRAM = "python -m tools.compare_official"
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "mnist", ["mnist", "celeba"], "Nets and image shape.")
 flags.DEFINE_enum("model", "wae_mmd", ["wae_mmd", "wae_gan"], "The WAE to compare.")
@@ -382,16 +383,15 @@ flags.DEFINE_bool("pretraining", False, "Compare the encoder pretraining steps i
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    del argv  # console.run_cli refuses stray arguments
     if FLAGS.steps < 1 or FLAGS.batch_size < 2:
-        print("--steps must be >= 1 and --batch_size >= 2")
+        print(f"{PROGRAM}: error: --steps must be >= 1 and --batch_size >= 2", file=sys.stderr)
         sys.exit(1)
     try:
         config = reduced_config(FLAGS.dataset, FLAGS.model, FLAGS.width, FLAGS.batch_size)
         locate_official()
     except (ValueError, OfficialUnavailable) as e:
-        print(e)
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         sys.exit(1)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory(prefix="wae_official_") as tmp:
@@ -411,4 +411,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from wae_tf import console
+
+    console.run_cli(main, PROGRAM)

@@ -19,8 +19,6 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from absl import app
-
 from tools.official_env import cache_root
 
 REPOSITORY = "tolstikhin/wae"
@@ -35,6 +33,7 @@ FILES = {
     "utils.py": "540111bc08b7de903b0df8e0150ee150c58587b3f870b2dc74151569de423455",
     "improved_wae.py": "cfde9cedc33108f29d142bfee9b75027163ba2e37e3fbf48cc93c3b3a552fd9f",
 }
+PROGRAM = "python -m tools.official_code"
 RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{name}"
 
 
@@ -123,14 +122,15 @@ def materialise() -> Path:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    del argv  # console.run_cli refuses stray arguments
     try:
         print(materialise())
     except OfficialCodeError as e:
-        print(e)
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from wae_tf import console
+
+    console.run_cli(main, PROGRAM)

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 REQUIREMENTS = Path(__file__).with_name("official_env_requirements.txt")
 MARKER = "WAE_TF_OFFICIAL_ENV_COMPLETE"
@@ -134,28 +134,32 @@ def build(folder: Path, python2: str) -> dict:
     return {"folder": str(folder), "built_now": True, "seconds": seconds, "bytes": size}
 
 
+PROGRAM = "python -m tools.official_env"
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("check", False, "Only say whether the environment is built (exit 1 if not).")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    del argv  # console.run_cli refuses stray arguments
     folder = env_dir()
     if FLAGS.check:
         if not is_built(folder):
-            print(f"official environment not built at {folder}: run python -m tools.official_env")
+            print(f"{PROGRAM}: error: not built at {folder} (run {PROGRAM})", file=sys.stderr)
             sys.exit(1)
         print(folder)
         return
     python2 = find_python2()
     if python2 is None:
-        print("no Python 2.7 found: install it (e.g. pyenv install 2.7.18) or set WAE_TF_PYTHON2")
+        print(
+            f"{PROGRAM}: error: no Python 2.7 found: install it (e.g. pyenv install 2.7.18) "
+            "or set WAE_TF_PYTHON2",
+            file=sys.stderr,
+        )
         sys.exit(1)
     try:
         summary = build(folder, python2)
     except RuntimeError as e:
-        print(e)
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         sys.exit(1)
     if summary["built_now"]:
         print(f"built {folder} in {summary['seconds']:.0f} s ({summary['bytes'] / 2**20:.0f} MiB)")
@@ -164,4 +168,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from wae_tf import console
+
+    console.run_cli(main, PROGRAM)
