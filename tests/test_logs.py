@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from conftest import ISOLATED_ENV, python_env, run_python, tiny_config, tiny_mnist_run_flags
 
 from wae_tf import callbacks, console, data, models, pretraining
@@ -212,6 +213,46 @@ def test_redirected_cli_run_is_one_line_per_epoch_without_startup_noise_and_says
     epoch_line = EPOCH_LINE.search(result.stderr)
     assert epoch_line, result.stderr
     assert (int(epoch_line.group(4)), int(epoch_line.group(5))) == (2, 2)  # 100 / 50, 2 epochs
+
+
+def test_tensorflow_python_warnings_are_printed_once_under_an_entry_point():
+    # What a retracing warning takes: TensorFlow's Python logger, under absl's app.run.
+    code = (
+        "from wae_tf import console; console.quiet_tensorflow_startup()\n"
+        "import tensorflow as tf\n"
+        "from absl import app\n"
+        "app.run(lambda argv: tf.get_logger().warning('retracing probe'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=startup_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("retracing probe") == 1, result.stderr
+
+
+@pytest.mark.slow
+def test_jax_run_prints_tensorflows_startup_lines_once_at_most(mnist_dir, tmp_path):
+    """On JAX, Keras imports TensorFlow when it saves final.keras; that import went
+    unfiltered: its start-up lines came twice at the end of the run."""
+    pytest.importorskip("jax")
+    flags = tiny_mnist_run_flags(mnist_dir, tmp_path / "run", "vae")
+    result = subprocess.run(
+        [sys.executable, "-m", "wae_tf.train", *flags, "--epochs=1"],
+        cwd=REPO,
+        env=startup_env(KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="0"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "final.keras").is_file()
+    for line in ("oneDNN custom operations are on", "absl::InitializeLog()"):
+        assert result.stderr.count(line) <= 1, result.stderr[-3000:]
 
 
 # --- The suite keeps out of the home folder --------------------------------------------------

@@ -5,6 +5,7 @@
     default_verbose()               the CLI's --verbose: 1 (progress bar) on a terminal, else 2
     quiet_tensorflow_startup()      import Keras (and TensorFlow) with the start-up lines once
                                     at most; entry points call it before anything imports Keras
+    import_tensorflow_quietly()     the same for TensorFlow imported later (other backends)
     run_cli(main, program)          absl's app.run for a command line: --help exits 0, a flag
                                     error or a stray argument is one line
 
@@ -114,21 +115,44 @@ def quiet_tensorflow_startup() -> None:
     Sets $TF_CPP_MIN_LOG_LEVEL to 1 (C++ INFO lines off) unless the user set it; with a
     user's 0 the start-up lines are shown, once each. What the import writes to stderr
     is held back until it has finished and then written through `filter_startup_lines`.
+    TensorFlow's Python warnings go through absl's handler only (they came twice: once by
+    the handler TensorFlow adds when the root logger has none yet, once by absl's).
     """
     os.environ.setdefault(TF_LOG_LEVEL_ENV, DEFAULT_TF_LOG_LEVEL)
     if "keras" in sys.modules:
         return
+    from absl import logging as absl_logging
+
+    absl_logging.use_absl_handler()  # before TensorFlow's get_logger() looks at the root
+    _import_filtered("keras")
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow now, if it is installed and not imported yet, through the same
+    filter. On other backends Keras imports it lazily when it saves a .keras file
+    (keras/src/saving/serialization_lib.py, `tf.available`), where its start-up lines
+    came twice at the end of a run: entry points call this before saving."""
+    import importlib.util
+
+    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+        return
+    _import_filtered("tensorflow")
+
+
+def _import_filtered(module: str) -> None:
+    """`import module`, with what it writes to file descriptor 2 filtered afterwards."""
+    import importlib
+
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, AttributeError, ValueError):  # no usable stderr: nothing to tidy
-        import keras  # noqa: F401
-
+        importlib.import_module(module)
         return
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            import keras  # noqa: F401
+            importlib.import_module(module)
         finally:
             try:
                 sys.stderr.flush()

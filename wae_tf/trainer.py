@@ -28,7 +28,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from wae_tf import callbacks, checkpoints, configs, data, fileio, models, rundir
+from wae_tf import callbacks, checkpoints, configs, console, data, fileio, models, rundir
 from wae_tf.callbacks import Cadence
 from wae_tf.configs import Config
 from wae_tf.rundir import RunPaths, TrainError, WorkdirError
@@ -372,6 +372,7 @@ def _finish(
     """
     plain = models.build_model(model.config)
     plain.set_weights(model.get_weights())
+    console.import_tensorflow_quietly()  # Keras's save imports it even on JAX, noisily
     with fileio.atomic_path(paths.final_model, suffix=".keras") as tmp:
         plain.save(tmp)
     fileio.write_json(
