@@ -95,6 +95,11 @@ def locate_official() -> tuple[str, Path, Path]:
             f"the Python 2.7 environment is not built at {env} (python -m tools.official_env)"
         )
     code = official_code.locate()
+    if code is None and os.environ.get("WAE_TF_OFFICIAL_CODE"):
+        raise OfficialUnavailable(
+            f"$WAE_TF_OFFICIAL_CODE={os.environ['WAE_TF_OFFICIAL_CODE']} does not hold the "
+            f"official files with their pinned sha256"
+        )
     if code is None:
         raise OfficialUnavailable(
             "the official files are not materialised (python -m tools.official_code, "
