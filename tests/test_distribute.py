@@ -341,6 +341,23 @@ def test_too_many_gpus_suggests_a_num_gpus_the_cli_accepts():
     assert strategy.num_replicas_in_sync >= 1
 
 
+@pytest.mark.slow
+def test_cli_distribution_on_the_jax_backend_is_refused_in_one_line(tmp_path):
+    """It used to train on JAX as if --distribution were not there, and record it."""
+    pytest.importorskip("jax")
+    flags = ["--dataset=mnist", "--model=vae", f"--workdir={tmp_path / 'run'}"]
+    result = run_python(
+        "-m", "wae_tf.train", *flags, "--distribution=mirrored", KERAS_BACKEND="jax"
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "wae_tf.train: error: --distribution=mirrored: tf.distribute needs the TensorFlow "
+        "backend (this is KERAS_BACKEND=jax); rerun without KERAS_BACKEND=jax, or without "
+        "--distribution"
+    )
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
 def test_mirrored_without_gpus_falls_back_to_the_cpu():
     import tensorflow as tf
 

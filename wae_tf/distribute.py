@@ -70,6 +70,12 @@ def make_strategy(name: str, num_gpus: int | None = None, devices: Sequence[str]
         if devices:
             raise ValueError("devices were given but distribution is 'none'")
         return None
+    backend = keras.backend.backend()
+    if backend != "tensorflow":  # a tf.distribute strategy does nothing to a JAX train step
+        raise ValueError(
+            f"tf.distribute needs the TensorFlow backend (this is KERAS_BACKEND={backend}); "
+            f"rerun without KERAS_BACKEND={backend}, or without --distribution"
+        )
     import tensorflow as tf
 
     if name == "multi_worker":
