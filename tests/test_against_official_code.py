@@ -13,7 +13,9 @@ schedules. About 60 s on 2 cores.
 Tolerances, and why:
 - Losses: relative 2e-5. Both sides compute in float32, with different kernels (TF 1.15
   vs TF 2.x / Keras 3) that sum in different orders: rounding of ~1e-7 per operation.
-  Seen: <= 5e-7.
+  Seen: <= 5e-7. The MNIST WAE-GAN's penalty and loss also get the slack that its
+  adversary's last bias explains (`_adversary_bias_allowance`): seen 1.5e-4 on the penalty
+  after one step at width 8, within the 5e-4 allowed.
 - Variables trained by Adam: per network (encoder, decoder, adversary), all its variables
   together, ||ours - code|| <= 10% of ||code after - code before||, i.e. of how far the
   steps moved them; and every entry within 2 lr per step of the code's. Adam divides each
@@ -105,6 +107,24 @@ def official_records(tmp_path_factory):
     return dict(zip(names, records, strict=True)), inputs
 
 
+def _adversary_bias_allowance(config, term: str, step: int) -> float:
+    """The absolute slack of `term` at `step` that the WAE-GAN's adversary bias explains.
+
+    Without the log-prior trick the adversary starts at D = 1/2 on every code (its weights
+    have std 0.01), so the gradient of its loss w.r.t. its last bias, lambda (mean
+    sigmoid(l_p) - 1 + mean sigmoid(l_q)), vanishes up to rounding: Adam moves that bias by
+    about lr_adv per step in a direction rounding decides, independently on each side, so
+    the two biases may differ by 2 lr_adv per step. -log D(z~) moves by (1 - D) = 1/2 of a
+    bias shift: the penalty may differ by lr_adv per step taken, the loss by lambda times
+    that. (The adversary's own loss is insensitive to first order: the shift raises one of
+    its two terms and lowers the other.) With the trick the logits are far from 0.
+    """
+    if config.penalty != "gan" or config.log_prior_trick or term not in ("penalty", "loss"):
+        return 0.0
+    allowance = config.adversary_learning_rate * step
+    return allowance if term == "penalty" else config.penalty_weight * allowance
+
+
 def _check_variables(comparison, config, steps: int, bn_updates: int) -> None:
     """The tolerances of the module docstring, on every variable after the last step."""
     lr = max(config.learning_rate, config.adversary_learning_rate)
@@ -150,7 +170,8 @@ def test_training_steps_equal_the_official_code(official_records, name):
     for step, (code, ours) in enumerate(zip(comparison.official, comparison.ours, strict=True)):
         assert set(code) <= set(ours)
         for term, value in code.items():
-            assert ours[term] == pytest.approx(value, rel=LOSS_RTOL), (step, term)
+            extra = _adversary_bias_allowance(config, term, step)
+            assert ours[term] == pytest.approx(value, rel=LOSS_RTOL, abs=extra), (step, term)
     # The GAN's encoder BN statistics move twice a step: AE step and adversary step.
     _check_variables(comparison, config, STEPS, STEPS * (2 if model == "wae_gan" else 1))
 

@@ -1,4 +1,4 @@
-# ruff: noqa: B905, UP031, NPY002  (Python 2.7 code: zip has no strict=, the code's own np.random)
+# ruff: noqa: B905, UP004, UP010, UP031, NPY002  (Python 2.7 code; the code's own np.random)
 """Run the official WAE code (tolstikhin/wae @ 6351565) and record every step. Python 2.7.
 
     python2.7 official_driver_py2.py SPEC.json
@@ -17,6 +17,8 @@ tf.truncated_normal) with values drawn here, so that Python 3 can replay the sam
 Everything a job records goes to its "out" .npz.
 """
 
+from __future__ import absolute_import, division, print_function
+
 import copy
 import json
 import os
@@ -30,7 +32,7 @@ class StopAfterSteps(Exception):
     """Raised by the recorder once a pretraining job has run its steps."""
 
 
-class Data:
+class Data(object):
     """What WAE.train and WAE.pretrain_encoder read of the code's DataHandler."""
 
     def __init__(self, images):
@@ -49,7 +51,7 @@ def truncated_normal(rng, shape, stddev):
     return (values * stddev).astype(np.float32)
 
 
-class Recorder:
+class Recorder(object):
     """Wraps `model.sess.run`: records each call of the code's train and pretrain loops."""
 
     def __init__(self, tf, model, noise_tensor, noise_rng, max_pretrain_steps):
