@@ -1,15 +1,17 @@
 """Training as a library: load the data, build, pretrain, train or resume, finish.
 
     train(config, workdir, ...)         train `config` in `workdir`, resuming what is there
-    load_trained_model(workdir)         the model of a finished (or unfinished) run
-    build_compiled_model(config, steps) a run's model, compiled: every variable built
+    load_trained_model(workdir)         the model of a finished (or unfinished) run } from
+    build_compiled_model(config, steps) a run's model, compiled                   } wae_tf.
+    load_keras_file(path)               a .keras file, one line if it is damaged  } trained
 
 The command line (`python -m wae_tf.train`) is a thin shell over `train`; the workdir's
 files are described in `wae_tf.train`'s docstring and named by `wae_tf.rundir.RunPaths`.
 
 Errors a user can act on are `TrainError`s with a one-line message: `WorkdirError`
-(unusable or different run), `TrainingDivergedError` (NaN/inf), `NoSpaceError` (a file
-could not be written; the last checkpoint is intact), plus `wae_tf.data.DataError`.
+(unusable or different run; `DamagedModelFileError`, `NoFinalModelError`),
+`TrainingDivergedError` (NaN/inf), `NoSpaceError` (a file could not be written; the last
+checkpoint is intact), plus `wae_tf.data.DataError`.
 
 Backends: TensorFlow is imported only for `--distribution` / `--precision`
 (`wae_tf.distribute`), so training runs on JAX wherever the models support it.
