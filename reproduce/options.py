@@ -53,9 +53,14 @@ class QuickSettings:
         )
 
 
-# Measured on 2 CPU cores: 3 epochs of width 16 on 6,000 MNIST images (180 steps per model)
-# give recognisable digits, blurrier VAE samples and three different Fréchet scores; with
-# 1 epoch on 300 images (3 steps) every sample was the same grey.
+# Measured on 2 busy CPU cores (README): with 1 epoch on 300 images (3 steps) every sample
+# was the same grey. MNIST: 3 epochs of width 16 on 6,000 images (180 steps per model) give
+# recognisable digits, blurrier VAE samples, three different Fréchet scores. CelebA: 6
+# epochs of width 8 on 4,000 images (240 steps; width 16 costs ~1.5x a step for no visible
+# gain) give blurry faces as WAE-MMD samples and face-shaped reconstructions from all three;
+# the VAE's samples are faint face-shaped blobs and the WAE-GAN's are not faces yet (its
+# adversary, weighted 1 [paper], needs far more steps to match 64-d codes to P_Z: 400 steps
+# did not either). The encoder pretraining keeps the code's 200 steps (it stops early).
 QUICK_SETTINGS = {
     "mnist": QuickSettings(width=16, train_examples=6000, epochs=3),
     "celeba": QuickSettings(width=8, train_examples=4000, epochs=6, pretrain_steps=200),

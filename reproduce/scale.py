@@ -102,6 +102,6 @@ def describe_scale(
         n = next(iter(num_samples.values()))
         parts.append(f"{n:,} samples per metric (paper: {DEFAULT_NUM_SAMPLES:,})")
     if options.quick:
-        parts.append("--quick smoke run")
+        parts.append("--quick run")
     head = "REDUCED SCALE" if reduced else "paper scale"
     return Scale(reduced, f"{head}: {', '.join(parts)}")

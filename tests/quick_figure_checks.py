@@ -19,8 +19,8 @@ from reproduce.panels import PANEL_COLS
 
 # uint8 grey levels. A flat grey cell has a spread of ~0; MNIST digits ~40; blurry faces
 # of the quick CelebA run ~10-40 (measured).
-MIN_SPREAD_IN_A_SAMPLE = 6.0  # pixel std inside one sample: it is not a flat image
-MIN_SPREAD_ACROSS_SAMPLES = 3.0  # pixel std across the samples: they are not all the same
+MIN_SPREAD_IN_A_SAMPLE = 3.0  # pixel std inside one sample: it is not a flat image
+MIN_SPREAD_ACROSS_SAMPLES = 2.0  # pixel std across the samples: they are not all the same
 MIN_RELATIVE_SCORE_GAP = 0.01
 
 
