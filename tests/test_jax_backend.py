@@ -434,6 +434,7 @@ def test_training_cli_and_figure2_run_on_jax_without_tensorflow(mnist_dir, tmp_p
     figure = _run_module_without_tensorflow(
         "reproduce.figure2",
         "--quick",
+        *("--width=8", "--train_examples=300", "--epochs=1"),  # plumbing only: 3 steps
         f"--data_dir={mnist_dir}",
         f"--workdir={tmp_path / 'runs'}",
         f"--out_dir={out}",
