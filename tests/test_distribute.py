@@ -335,7 +335,8 @@ def test_too_many_gpus_suggests_a_num_gpus_the_cli_accepts():
     assert suggested, str(refusal.value)
     values = flags.FlagValues()
     train.define_flags(values)
-    values(["wae_tf.train", "--dataset=mnist", "--model=vae", "--workdir=W", suggested[0]])
+    command = ["wae_tf.train", "--dataset=mnist", "--model=vae", "--workdir=W"]
+    values([*command, "--distribution=mirrored", suggested[0]])
     assert values.num_gpus == int(suggested[1]) == visible
     strategy = distribute.make_strategy("mirrored", values.num_gpus)
     assert strategy.num_replicas_in_sync >= 1
