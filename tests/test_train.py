@@ -24,7 +24,7 @@ from absl import flags
 from conftest import python_env, run_python, tiny_config
 from PIL import Image
 
-from wae_tf import callbacks, checkpoints, configs, data, rundir, train, trainer
+from wae_tf import callbacks, checkpoints, configs, console, data, rundir, train, trainer
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--width=4", "--eval_examples=100", "--batch_size=50"]
@@ -487,6 +487,21 @@ def test_flags_with_effect_on_the_chosen_model_are_accepted():
     )
     parse("--dataset=mnist", "--model=wae_mmd", "--mmd_kernel=rbf", "--pretrain_learning_rate=0.1")
     parse("--dataset=mnist", "--model=vae", "--distribution=mirrored", "--num_gpus=0")
+
+
+def test_flag_errors_read_as_one_line_naming_the_flags():
+    values = flags.FlagValues()
+    train.define_flags(values)
+    with pytest.raises(flags.Error) as missing:
+        values(["wae_tf.train", "--model=vae"])
+    assert console.flag_error_line(missing.value) == (
+        "--dataset, --workdir must be given (--help lists the flags)"
+    )
+    with pytest.raises(flags.Error) as variant:
+        parse("--dataset=mnist", "--model=vae", "--config=official_code")
+    assert console.flag_error_line(variant.value) == (
+        "--config=official_code: the official_code variant exists for wae_mmd and wae_gan only"
+    )
 
 
 @pytest.mark.slow

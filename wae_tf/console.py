@@ -168,12 +168,17 @@ def _import_filtered(module: str) -> None:
 # absl's multi-flag validators prefix their message with every flag they read:
 # "flags dataset=mnist, model=vae, ...: <message>" (absl/flags/_flagvalues.py).
 _VALIDATOR_PREFIX = re.compile(r"^flags \w+=[^:]*?: ")
+# absl's line for each required flag left out (flags.mark_flags_as_required).
+_REQUIRED = re.compile(r"Flag (--\w+) must have a value other than None")
 
 
 def flag_error_line(error: BaseException) -> str:
     """absl's flag error as one line: the first message, without the validator's list of
     every flag value it read."""
     lines = str(error).strip().splitlines() or [type(error).__name__]
+    missing = [m.group(1) for line in lines if (m := _REQUIRED.search(line))]
+    if missing:
+        return f"{', '.join(missing)} must be given (--help lists the flags)"
     return _VALIDATOR_PREFIX.sub("", lines[0])
 
 
