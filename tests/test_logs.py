@@ -221,7 +221,10 @@ def test_tensorflow_python_warnings_are_printed_once_under_an_entry_point():
         "from wae_tf import console; console.quiet_tensorflow_startup()\n"
         "import tensorflow as tf\n"
         "from absl import app\n"
-        "app.run(lambda argv: tf.get_logger().warning('retracing probe'))\n"
+        "def main(argv):\n"
+        "    tf.get_logger().info('info probe')\n"
+        "    tf.get_logger().warning('retracing probe')\n"
+        "app.run(main)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -233,6 +236,7 @@ def test_tensorflow_python_warnings_are_printed_once_under_an_entry_point():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr.count("retracing probe") == 1, result.stderr
+    assert "info probe" not in result.stderr  # INFO off, as TensorFlow's C++ INFO lines
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ what the import writes to file descriptor 2 can. This module imports nothing hea
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -116,7 +117,8 @@ def quiet_tensorflow_startup() -> None:
     user's 0 the start-up lines are shown, once each. What the import writes to stderr
     is held back until it has finished and then written through `filter_startup_lines`.
     TensorFlow's Python warnings go through absl's handler only (they came twice: once by
-    the handler TensorFlow adds when the root logger has none yet, once by absl's).
+    the handler TensorFlow adds when the root logger has none yet, once by absl's), and
+    its Python INFO lines are off with the C++ ones.
     """
     os.environ.setdefault(TF_LOG_LEVEL_ENV, DEFAULT_TF_LOG_LEVEL)
     if "keras" in sys.modules:
@@ -124,6 +126,8 @@ def quiet_tensorflow_startup() -> None:
     from absl import logging as absl_logging
 
     absl_logging.use_absl_handler()  # before TensorFlow's get_logger() looks at the root
+    if tf_min_log_level() >= 1:  # its Python INFO lines too ("Reduce to ... then broadcast")
+        logging.getLogger("tensorflow").setLevel(logging.WARNING)
     _import_filtered("keras")
 
 
