@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wae_tf import data  # noqa: E402
+from wae_tf import data, streams  # noqa: E402
 
 
 def _parse_args() -> argparse.Namespace:
@@ -40,7 +40,7 @@ def _parse_args() -> argparse.Namespace:
 
 def time_stream(images: np.ndarray, batch_size: int, pixel_range: str, batches: int) -> float:
     """Images/s the tf.data stream delivers to a consumer that does nothing (after warm-up)."""
-    ds = data.train_dataset(images, batch_size, seed=0, pixel_range=pixel_range)
+    ds = streams.train_dataset(images, batch_size, seed=0, pixel_range=pixel_range)
     iterator = iter(ds)
     for _ in range(20):  # warm-up: start the generator and fill the prefetch buffer
         next(iterator)
@@ -77,8 +77,8 @@ def time_train_step(dataset: str, model_name: str, images: np.ndarray, args) -> 
     config = get_config(dataset, model_name).replace(batch_size=args.batch_size)
     try:
         model = build_model(config)
-        model.compile(steps_per_epoch=data.steps_per_epoch(len(images), args.batch_size))
-        ds = data.train_dataset(images, args.batch_size, seed=0, pixel_range=config.pixel_range)
+        model.compile(steps_per_epoch=streams.steps_per_epoch(len(images), args.batch_size))
+        ds = streams.train_dataset(images, args.batch_size, seed=0, pixel_range=config.pixel_range)
         model.fit(
             ds, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False
         )  # warm-up: trace + build

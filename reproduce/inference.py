@@ -47,9 +47,9 @@ def generate_samples(model, n: int, seed: int) -> np.ndarray:
 
 
 def to_model_range(images_uint8: np.ndarray, pixel_range: str) -> np.ndarray:
-    from wae_tf import data
+    from wae_tf import streams
 
-    return data.to_model_range(images_uint8, pixel_range)
+    return streams.to_model_range(images_uint8, pixel_range)
 
 
 def reconstruction_costs(model, images: np.ndarray) -> dict[str, float]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wae_tf import data
+from wae_tf import celeba, data, streams
 
 MNIST_TRAIN_LABELS = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # shared/data/README.md
 MNIST_TEST_LABELS = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
@@ -122,8 +122,8 @@ def test_fashion_mnist_from_debian_package():
 
 
 def test_celeba_crop_box_is_relative_to_image_size():
-    assert data.celeba_crop_box(178, 218) == (19, 39, 159, 179)  # paper: 140x140 at (19, 39)
-    assert data.celeba_crop_box(89, 109) == (10, 20, 80, 90)  # shared half-res copy: 70x70
+    assert celeba.celeba_crop_box(178, 218) == (19, 39, 159, 179)  # paper: 140x140 at (19, 39)
+    assert celeba.celeba_crop_box(89, 109) == (10, 20, 80, 90)  # shared half-res copy: 70x70
 
 
 def test_celeba_matches_pil_reference_and_folder_shuffle_split(celeba_tmp, tmp_path):
@@ -132,8 +132,8 @@ def test_celeba_matches_pil_reference_and_folder_shuffle_split(celeba_tmp, tmp_p
     # applies: the code's Python 2 shuffle (seed 123) of the 40 sorted names, last 40 // 10
     # = 4 are test (celeba_split_rule's docstring).
     names = [f"{i:06d}.jpg" for i in range(1, 41)]
-    assert not set(names) & set(data.official_celeba_order()[-20000:])
-    order = data.python2_shuffle(names, 123)
+    assert not set(names) & set(celeba.official_celeba_order()[-20000:])
+    order = celeba.python2_shuffle(names, 123)
     assert images.shape == (36, 64, 64, 3) and images.dtype == np.float32
     assert -1.0 <= images.min() < images.max() <= 1.0
     with Image.open(celeba_tmp / "img_align_celeba" / order[0]) as im:
@@ -155,11 +155,11 @@ def test_celeba_cache_of_an_older_split_order_is_not_served(celeba_tmp, tmp_path
     names = [f"{i:06d}.jpg" for i in range(1, 41)]
     old_order = [names[i] for i in np.random.RandomState(123).permutation(40)]  # noqa: NPY002
     old_paths = [image_dir / name for name in old_order[:36]]
-    stale = cache / f"celeba_36_{data.celeba_cache_key(old_paths)}.npy"
+    stale = cache / f"celeba_36_{celeba.celeba_cache_key(old_paths)}.npy"
     cache.mkdir()
     np.save(stale, np.zeros((36, 64, 64, 3), np.uint8))
     train = data.load_uint8("celeba", celeba_tmp, "train", cache_dir=cache)
-    assert old_order[:36] != data.python2_shuffle(names, 123)[:36]
+    assert old_order[:36] != celeba.python2_shuffle(names, 123)[:36]
     assert train.shape == (36, 64, 64, 3) and train.max() > 0  # decoded, not the stale zeros
     assert len(list(cache.glob("*.npy"))) == 2
 
@@ -172,7 +172,7 @@ def test_celeba_second_load_comes_from_cache(celeba_tmp, tmp_path, monkeypatch):
     def no_decode(path):
         raise AssertionError(f"decoded {path} although it is cached")
 
-    monkeypatch.setattr(data, "decode_celeba_file", no_decode)
+    monkeypatch.setattr(celeba, "decode_celeba_file", no_decode)
     again = data.load_uint8("celeba", celeba_tmp, "train", num_examples=10, cache_dir=cache)
     np.testing.assert_array_equal(first, again)
 
@@ -202,7 +202,7 @@ def test_celeba_partition_file_decides_splits_only_when_asked(celeba_tmp, tmp_pa
         s: len(
             data.load_uint8("celeba", celeba_tmp, s, cache_dir=cache, split_rule="partition_file")
         )
-        for s in data.PARTITION_IDS
+        for s in celeba.PARTITION_IDS
     }
     assert sizes == {"train": 30, "validation": 5, "test": 5}
 
@@ -233,13 +233,13 @@ def test_shared_celeba_subset_uses_shuffle_rule(celeba_dir, tmp_path):
     # test = the 1,019 of them among the code's last 20,000 shuffled names, train = the
     # other 8,981 (was 9,000 / 1,000 under the former RandomState(123), n // 10 rule).
     assert data.celeba_split_rule(celeba_dir) == "official_code_shuffle"
-    held_out = set(data.official_celeba_order()[-20000:])
+    held_out = set(celeba.official_celeba_order()[-20000:])
     assert sum(f"{i:06d}.jpg" in held_out for i in range(1, 10001)) == 1019
     images = data.load("celeba", celeba_dir, "test", num_examples=8, cache_dir=tmp_path)
     assert images.shape == (8, 64, 64, 3) and -1 <= images.min() < images.max() <= 1
     # The test split's first image is the first held-out name of the subset in the code's
     # order; compare it with a direct decode.
-    first = next(n for n in data.official_celeba_order()[-20000:] if n <= "010000.jpg")
+    first = next(n for n in celeba.official_celeba_order()[-20000:] if n <= "010000.jpg")
     with Image.open(celeba_dir / "img_align_celeba" / first) as im:
         ref = np.asarray(im.convert("RGB").crop((10, 20, 80, 90)).resize((64, 64), Image.LANCZOS))
     np.testing.assert_array_equal(images[0], ref.astype(np.float32) / 127.5 - 1)
@@ -378,51 +378,53 @@ def tiny_images():
 
 
 def test_train_batches_have_model_range_and_drop_remainder(tiny_images):
-    batches = _take(data.train_dataset(tiny_images, 3, seed=0, pixel_range="symmetric"), 3)
+    batches = _take(streams.train_dataset(tiny_images, 3, seed=0, pixel_range="symmetric"), 3)
     assert all(b.shape == (3, 2, 2, 1) and b.dtype == np.float32 for b in batches)
     epoch = np.concatenate(batches)
     assert -1 <= epoch.min() and epoch.max() <= 1
     # One epoch = floor(10 / 3) = 3 batches of 9 distinct images.
     firsts = {float(x) for x in epoch[:, 0, 0, 0]}
-    assert len(firsts) == 9 and data.steps_per_epoch(10, 3) == 3
-    expected = data.to_model_range(tiny_images, "symmetric")[data.epoch_permutation(10, 0, 0)[:9]]
+    assert len(firsts) == 9 and streams.steps_per_epoch(10, 3) == 3
+    expected = streams.to_model_range(tiny_images, "symmetric")[
+        streams.epoch_permutation(10, 0, 0)[:9]
+    ]
     np.testing.assert_array_equal(epoch, expected)
 
 
 def test_resuming_at_epoch_k_reproduces_the_uninterrupted_stream(tiny_images):
-    steps = data.steps_per_epoch(10, 3)
-    full = _take(data.train_dataset(tiny_images, 3, seed=7, pixel_range="unit"), 3 * steps)
+    steps = streams.steps_per_epoch(10, 3)
+    full = _take(streams.train_dataset(tiny_images, 3, seed=7, pixel_range="unit"), 3 * steps)
     resumed = _take(
-        data.train_dataset(tiny_images, 3, seed=7, pixel_range="unit", start_epoch=1), 2 * steps
+        streams.train_dataset(tiny_images, 3, seed=7, pixel_range="unit", start_epoch=1), 2 * steps
     )
     np.testing.assert_array_equal(np.stack(full[steps:]), np.stack(resumed))
-    other = _take(data.train_dataset(tiny_images, 3, seed=8, pixel_range="unit"), steps)
+    other = _take(streams.train_dataset(tiny_images, 3, seed=8, pixel_range="unit"), steps)
     assert not np.array_equal(np.stack(full[:steps]), np.stack(other))
     assert not np.array_equal(np.stack(full[:steps]), np.stack(full[steps : 2 * steps]))
 
 
 def test_pydataset_fallback_yields_the_same_batches(tiny_images, monkeypatch):
-    tf_batches = _take(data.train_dataset(tiny_images, 4, seed=3, pixel_range="unit"), 6)
-    monkeypatch.setattr(data, "use_tf_data", lambda: False)
-    py = data.train_dataset(tiny_images, 4, seed=3, pixel_range="unit")
+    tf_batches = _take(streams.train_dataset(tiny_images, 4, seed=3, pixel_range="unit"), 6)
+    monkeypatch.setattr(streams, "use_tf_data", lambda: False)
+    py = streams.train_dataset(tiny_images, 4, seed=3, pixel_range="unit")
     assert py.num_batches is None  # infinite
     np.testing.assert_array_equal(np.stack(_take(py, 6)), np.stack(tf_batches))
-    ev = data.eval_dataset(tiny_images, 4, pixel_range="unit")
+    ev = streams.eval_dataset(tiny_images, 4, pixel_range="unit")
     assert len(ev) == 3 and ev[2].shape == (2, 2, 2, 1)
 
 
 def test_eval_dataset_keeps_order_and_remainder(tiny_images):
-    batches = [np.asarray(b) for b in data.eval_dataset(tiny_images, 4, pixel_range="unit")]
+    batches = [np.asarray(b) for b in streams.eval_dataset(tiny_images, 4, pixel_range="unit")]
     assert [len(b) for b in batches] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate(batches), tiny_images / np.float32(255))
 
 
 def test_stream_argument_errors(tiny_images):
     with pytest.raises(data.DataError, match="fewer than one batch"):
-        data.steps_per_epoch(10, 11)
+        streams.steps_per_epoch(10, 11)
     with pytest.raises(data.DataError, match="outside the 'unit' range"):
-        data.train_dataset(tiny_images * 2.0 - 1.0, 2, seed=0, pixel_range="unit")
+        streams.train_dataset(tiny_images * 2.0 - 1.0, 2, seed=0, pixel_range="unit")
     with pytest.raises(data.DataError, match="need pixel_range"):
-        data.eval_dataset(tiny_images, 2)
+        streams.eval_dataset(tiny_images, 2)
     with pytest.raises(data.DataError, match="unknown pixel_range"):
-        data.train_dataset(tiny_images, 2, seed=0, pixel_range="0-255")
+        streams.train_dataset(tiny_images, 2, seed=0, pixel_range="0-255")

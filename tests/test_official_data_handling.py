@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wae_tf import configs, data, losses, metrics, trainer
+from wae_tf import celeba, configs, data, losses, metrics, mnist_files, streams, trainer
 
 # Computed by Python 2.7.18 + NumPy 1.16.6 running the code's own lines on the real MNIST
 # ([code] datahandler.py:437-446: X = np.concatenate((tr_X, te_X)); y likewise; X / 255.;
@@ -51,7 +51,7 @@ def test_official_mnist_order_moves_rows_as_the_codes_np_random_shuffle():
     np.random.shuffle(pooled)  # noqa: NPY002
     np.random.seed(123)  # noqa: NPY002
     np.random.shuffle(labels)  # noqa: NPY002
-    order = data.official_mnist_order(70)
+    order = mnist_files.official_mnist_order(70)
     np.testing.assert_array_equal(pooled, np.arange(70 * 3).reshape(70, 3, 1)[order])
     np.testing.assert_array_equal(labels, (np.arange(70) % 10)[order])
 
@@ -73,7 +73,7 @@ def test_mnist_official_code_split_is_the_codes_pooled_shuffle(mnist_dir):
     # The standard split is untouched, and the code's test set mixes both files.
     standard_test = data.load_uint8("mnist", mnist_dir, "test")
     assert _sha256(standard_test) != CODE_MNIST_TEST_IMAGES_SHA256
-    from_t10k = data.official_mnist_order(70_000)[-10_000:] >= 60_000
+    from_t10k = mnist_files.official_mnist_order(70_000)[-10_000:] >= 60_000
     assert 1_000 < from_t10k.sum() < 2_000  # ~1/7 of the held-out images come from t10k
 
 
@@ -89,7 +89,7 @@ def test_run_data_takes_the_configs_split_rule_and_records_it(mnist_dir):
     code_train = data.load_uint8("mnist", mnist_dir, "train", split_rule="official_code")
     np.testing.assert_array_equal(run_data.train, code_train[:200])
     code_test = data.load_uint8("mnist", mnist_dir, "test", split_rule="official_code")
-    np.testing.assert_array_equal(run_data.eval, data.eval_subset(code_test, 100, "100"))
+    np.testing.assert_array_equal(run_data.eval, streams.eval_subset(code_test, 100, "100"))
     assert run_data.provenance["split_rule"].startswith("official_code: ")
     assert run_data.provenance["batch_order"] == "independent_draws"
     assert "eval_order" in run_data.provenance["eval_order"]
@@ -106,8 +106,8 @@ def test_celeba_default_split_is_the_codes_held_out_set_beside_a_partition_file(
     # [code] datahandler.py:592-608 never reads list_eval_partition.txt: the code's test set
     # is the last 20,000 of its shuffled names. The shared 10k subset has the partition
     # file beside its images, and the default split still is the code's, restricted to it.
-    assert (celeba_dir / data.PARTITION_FILE).is_file()
-    held_out = data.official_celeba_order()[-20_000:]
+    assert (celeba_dir / celeba.PARTITION_FILE).is_file()
+    held_out = celeba.official_celeba_order()[-20_000:]
     expected_test = [name for name in held_out if name <= "010000.jpg"]
     test = data.celeba_split_names(celeba_dir, "test")
     train = data.celeba_split_names(celeba_dir, "train")
@@ -129,9 +129,9 @@ def celeba_40(celeba_dir: Path, tmp_path: Path) -> Path:
     names = [f"{i:06d}.jpg" for i in range(1, 41)]
     for name in names:
         (images / name).symlink_to(celeba_dir / "img_align_celeba" / name)
-    test = set(data.celeba_shuffle_split(names)[2])
+    test = set(celeba.celeba_shuffle_split(names)[2])
     lines = [f"{name} {2 if name in test else 0}" for name in names]
-    (tmp_path / "celeba" / data.PARTITION_FILE).write_text("\n".join(lines) + "\n")
+    (tmp_path / "celeba" / celeba.PARTITION_FILE).write_text("\n".join(lines) + "\n")
     return tmp_path / "celeba"
 
 
@@ -168,19 +168,19 @@ def test_independent_draws_are_the_codes_batches():
     # np.random.choice(train_size, batch_size, replace=False): distinct inside a batch,
     # independent across steps (an epoch may repeat or miss examples).
     n, batch = 10, 3
-    epochs = [data.batch_indices(n, batch, 5, e, "independent_draws") for e in range(20)]
+    epochs = [streams.batch_indices(n, batch, 5, e, "independent_draws") for e in range(20)]
     assert all(len(steps) == n // batch for steps in epochs)
     assert all(len(set(b.tolist())) == batch for steps in epochs for b in steps)
     assert all(0 <= b.min() and b.max() < n for steps in epochs for b in steps)
     assert all(len({b.tobytes() for b in steps}) > 1 for steps in epochs)  # fresh each step
     repeats = [len(set(np.concatenate(steps).tolist())) < batch * len(steps) for steps in epochs]
     assert any(repeats)  # an epoch permutation never repeats an example inside an epoch
-    permutation = data.batch_indices(n, batch, 5, 0, "epoch_permutation")
+    permutation = streams.batch_indices(n, batch, 5, 0, "epoch_permutation")
     assert len(set(np.concatenate(permutation).tolist())) == batch * len(permutation)
     assert not np.array_equal(np.stack(epochs[0]), np.stack(permutation))
-    again = data.batch_indices(n, batch, 5, 0, "independent_draws")
+    again = streams.batch_indices(n, batch, 5, 0, "independent_draws")
     np.testing.assert_array_equal(np.stack(again), np.stack(epochs[0]))
-    other_seed = data.batch_indices(n, batch, 6, 0, "independent_draws")
+    other_seed = streams.batch_indices(n, batch, 6, 0, "independent_draws")
     assert not np.array_equal(np.stack(other_seed), np.stack(epochs[0]))
 
 
@@ -188,18 +188,18 @@ def test_independent_draws_are_the_codes_batches():
 def test_independent_draws_stream_resumes_exactly(tf_data, monkeypatch):
     images = (np.arange(10 * 2 * 2 * 1) % 256).astype(np.uint8).reshape(10, 2, 2, 1)
     if not tf_data:
-        monkeypatch.setattr(data, "use_tf_data", lambda: False)
-    elif not data.use_tf_data():
+        monkeypatch.setattr(streams, "use_tf_data", lambda: False)
+    elif not streams.use_tf_data():
         pytest.skip("Keras does not run on TensorFlow here")
     stream = dict(seed=7, pixel_range="unit", batch_order="independent_draws")
-    steps = data.steps_per_epoch(10, 3)
-    full = _take(data.train_dataset(images, 3, **stream), 3 * steps)
-    resumed = _take(data.train_dataset(images, 3, start_epoch=1, **stream), 2 * steps)
+    steps = streams.steps_per_epoch(10, 3)
+    full = _take(streams.train_dataset(images, 3, **stream), 3 * steps)
+    resumed = _take(streams.train_dataset(images, 3, start_epoch=1, **stream), 2 * steps)
     np.testing.assert_array_equal(np.stack(full[steps:]), np.stack(resumed))
     scale = np.float32(255)
     for epoch in range(3):
         expected = [
-            images[i] / scale for i in data.batch_indices(10, 3, 7, epoch, stream["batch_order"])
+            images[i] / scale for i in streams.batch_indices(10, 3, 7, epoch, stream["batch_order"])
         ]
         np.testing.assert_array_equal(
             np.stack(full[epoch * steps : (epoch + 1) * steps]), np.stack(expected)
@@ -221,8 +221,8 @@ def mnist_sorted_by_label(mnist_dir: Path, tmp_path: Path) -> Path:
     images = data.load_uint8("mnist", mnist_dir, "test")[..., 0]
     labels = data.load_labels("mnist", mnist_dir, "test")
     order = np.argsort(labels, kind="stable")
-    _write_idx(folder / "t10k-images-idx3-ubyte", data.IDX_IMAGES_MAGIC, images[order])
-    _write_idx(folder / "t10k-labels-idx1-ubyte", data.IDX_LABELS_MAGIC, labels[order])
+    _write_idx(folder / "t10k-images-idx3-ubyte", mnist_files.IDX_IMAGES_MAGIC, images[order])
+    _write_idx(folder / "t10k-labels-idx1-ubyte", mnist_files.IDX_LABELS_MAGIC, labels[order])
     return folder
 
 
@@ -237,7 +237,7 @@ def _validation_labels(run_data: trainer.RunData, folder: Path) -> np.ndarray:
 def _mean_batch_mmd(run_data: trainer.RunData, batch: int = 100) -> float:
     """The mean over validation batches of MMD(codes, P_Z), with a fixed random linear
     map of the pixels (standardised) standing in for a trained encoder."""
-    x = data.to_model_range(run_data.eval, "unit").reshape(len(run_data.eval), -1)
+    x = streams.to_model_range(run_data.eval, "unit").reshape(len(run_data.eval), -1)
     projection = np.random.default_rng(0).normal(size=(x.shape[1], 8)).astype(np.float32)
     z = x @ projection
     z = (z - z.mean(0)) / z.std(0)
@@ -252,7 +252,7 @@ def _mean_batch_mmd(run_data: trainer.RunData, batch: int = 100) -> float:
 def test_validation_does_not_depend_on_the_test_files_order(mnist_dir, mnist_sorted_by_label):
     # Validation batches of a test file sorted by label would each hold one or two digits,
     # and a batch's MMD against P_Z depends on that. The run's validation images are a
-    # fixed-seed random order of the test split (data.eval_order), so every batch mixes
+    # fixed-seed random order of the test split (streams.eval_order), so every batch mixes
     # the digits, whatever the file's order, and the batch MMD is the same.
     config = configs.tiny(configs.get_config("mnist", "wae_mmd"), 4)
     runs = {
@@ -315,7 +315,7 @@ def test_true_data_code_sharpness_is_on_the_first_30_training_images(celeba_400,
     options = parse_args([*argv, "--num_samples=40"], "celeba", fid=True)
     first_train = data.celeba_split_names(celeba_400, "train")[:30]
     decoded = np.stack(
-        [data.decode_celeba_file(celeba_400 / "img_align_celeba" / n) for n in first_train]
+        [celeba.decode_celeba_file(celeba_400 / "img_align_celeba" / n) for n in first_train]
     )
     expected = metrics.code_sharpness(decoded, (0.0, 255.0))
     assert code_real_sharpness(options) == pytest.approx(expected, rel=1e-6)

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from wae_tf import checkpoints, console, data, optimizers, visualize
+from wae_tf import checkpoints, console, optimizers, streams, visualize
 from wae_tf.rundir import RunPaths, append_history_row
 
 # Sample grids: 64 random samples (8 x 8) from fixed prior draws, and 32 test images with
@@ -323,7 +323,7 @@ def write_sample_grids(
     n = min(NUM_RECONSTRUCTIONS, len(test_images))
     cols = GRID_COLS if n >= GRID_COLS else n
     n -= n % cols
-    real = data.to_model_range(test_images[:n], pixel_range)
+    real = streams.to_model_range(test_images[:n], pixel_range)
     reconstructed = visualize.to_uint8(model.reconstruct(real), pixel_range)
     rows = visualize.interleave_rows(test_images[:n], reconstructed, cols)
     reconstruction_path = visualize.save_png(

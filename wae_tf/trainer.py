@@ -30,7 +30,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from wae_tf import callbacks, checkpoints, configs, console, data, fileio, models, rundir
+from wae_tf import callbacks, checkpoints, configs, console, data, fileio, models, rundir, streams
 from wae_tf.callbacks import Cadence
 from wae_tf.configs import Config
 from wae_tf.rundir import RunPaths, TrainError, WorkdirError
@@ -82,7 +82,7 @@ class _ModelRangeView:
         return len(self.images)
 
     def __getitem__(self, index) -> np.ndarray:
-        return data.to_model_range(self.images[index], self.pixel_range)
+        return streams.to_model_range(self.images[index], self.pixel_range)
 
 
 def load_data(
@@ -95,7 +95,7 @@ def load_data(
     """Train and test images as uint8, and where they came from. Writes nothing.
 
     The split is config.split_rule's. Validation uses the test images in the fixed-seed
-    order `data.eval_order` (not the file's order, which would bias a batch's MMD): the
+    order `streams.eval_order` (not the file's order, which would bias a batch's MMD): the
     first eval_examples of that order, by default min(DEFAULT_EVAL_EXAMPLES, N_test).
     """
     start = time.time()
@@ -107,13 +107,13 @@ def load_data(
     wanted = (
         min(DEFAULT_EVAL_EXAMPLES, len(test_images)) if eval_examples is None else eval_examples
     )
-    evaluation = data.eval_subset(test_images, wanted, f"--eval_examples={wanted}")
+    evaluation = streams.eval_subset(test_images, wanted, f"--eval_examples={wanted}")
     if train_images.shape[1:] != tuple(config.image_shape):
         raise TrainError(
             f"{config.dataset} images are {train_images.shape[1:]} but the config expects "
             f"{tuple(config.image_shape)}"
         )
-    steps = data.steps_per_epoch(len(train_images), config.batch_size)
+    steps = streams.steps_per_epoch(len(train_images), config.batch_size)
     provenance = {
         "dataset": config.dataset,
         "source": source,
@@ -121,7 +121,7 @@ def load_data(
         "split_rule": data.describe_split(config.dataset, data_dir, config.split_rule, source),
         "train_split": "train",
         "eval_split": "test",
-        "eval_order": data.EVAL_ORDER_TEXT,
+        "eval_order": streams.EVAL_ORDER_TEXT,
         "batch_order": config.batch_order,
         "train_size": len(train_images),
         "eval_size": len(evaluation),
@@ -281,7 +281,7 @@ def _fit(
     Only the chief gets the callbacks that write files.
     """
     config = model.config
-    train_ds = data.train_dataset(
+    train_ds = streams.train_dataset(
         run_data.train,
         config.batch_size,
         seed=config.seed,
@@ -297,10 +297,10 @@ def _fit(
     ]
     eval_ds = None
     if validated:
-        eval_ds = data.eval_dataset(
+        eval_ds = streams.eval_dataset(
             run_data.eval, config.batch_size, pixel_range=config.pixel_range
         )
-        if data.use_tf_data():
+        if streams.use_tf_data():
             # Repeated, each pass bounded by validation_steps: under a strategy Keras peeks
             # at its cached validation iterator before each pass, which a one-pass stream
             # has exhausted by the second (StopIteration; keras/src/backend/tensorflow/
