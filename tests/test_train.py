@@ -621,3 +621,17 @@ def test_history_keeps_rows_up_to_the_checkpoint_and_drops_a_torn_row(tmp_path):
         {"epoch": "2", "loss": "2.5"},
         {"epoch": "3", "loss": "1.25"},
     ]
+
+
+@pytest.mark.parametrize(
+    ("examples", "flag"),
+    [
+        (dict(train_examples=60_001), "--train_examples"),
+        (dict(eval_examples=10_001), "--eval_examples"),
+    ],
+)
+def test_too_many_examples_name_the_flag(mnist_dir, examples, flag):
+    # The error names the command line's flag, not an internal argument (num_examples).
+    with pytest.raises(data.DataError, match=f"^{flag}=") as error:
+        trainer.load_data(tiny_config("wae_mmd"), mnist_dir, **examples)
+    assert "num_examples" not in str(error.value)

@@ -79,6 +79,7 @@ def load_uint8(
     source: str = "files",
     cache_dir: str | os.PathLike | None = None,
     split_rule: str | None = None,
+    num_examples_name: str = "num_examples",
 ) -> np.ndarray:
     """The images of one split as uint8 in [0, 255], NHWC.
 
@@ -86,7 +87,8 @@ def load_uint8(
     cropped and resized, see `celeba.preprocess_celeba_image`). `num_examples` keeps the
     first N images of the split (in the split's order). `cache_dir` is used by CelebA only
     (default $WAE_TF_CACHE_DIR or ~/.cache/wae_tf). See `load` for the splits and
-    `split_rule`.
+    `split_rule`. `num_examples_name` is what an error about `num_examples` calls it (a
+    command line passes its flag, e.g. "--train_examples").
     """
     _check_dataset(dataset)
     _check_source(source)
@@ -97,9 +99,9 @@ def load_uint8(
         return _tfds_images(dataset, data_dir, split, num_examples, cache_dir)
     root = resolve_data_dir(dataset, data_dir)
     if dataset == "celeba":
-        return _celeba_images(root, split, num_examples, cache_dir, split_rule)
+        return _celeba_images(root, split, num_examples, cache_dir, split_rule, num_examples_name)
     images, _ = mnist_files.read_split(root, split, split_rule)
-    return _take_first(images, num_examples, f"{dataset} {split} in {root}")
+    return _take_first(images, num_examples, f"{dataset} {split} in {root}", num_examples_name)
 
 
 def load(
@@ -224,11 +226,13 @@ def _check_num_examples(num_examples: int | None) -> int | None:
     return None if num_examples is None else int(num_examples)
 
 
-def _take_first(array: np.ndarray, num_examples: int | None, what: str) -> np.ndarray:
+def _take_first(
+    array: np.ndarray, num_examples: int | None, what: str, name: str = "num_examples"
+) -> np.ndarray:
     if num_examples is None:
         return array
     if num_examples > len(array):
-        raise DataError(f"num_examples={num_examples} but {what} has only {len(array)} examples")
+        raise DataError(f"{name}={num_examples} but {what} has only {len(array)} examples")
     return array[:num_examples]
 
 
@@ -319,10 +323,12 @@ def _celeba_images(
     num_examples: int | None,
     cache_dir: str | os.PathLike | None,
     split_rule: str,
+    num_examples_name: str = "num_examples",
 ) -> np.ndarray:
     image_dir, names = celeba.image_files(root)
     selected = celeba.split_names(image_dir, names, split, split_rule)
-    selected = _take_first(selected, num_examples, f"celeba {split} in {image_dir}")
+    what = f"celeba {split} in {image_dir}"
+    selected = _take_first(selected, num_examples, what, num_examples_name)
     return celeba.cached_images(image_dir, selected, _resolve_cache_dir(cache_dir))
 
 

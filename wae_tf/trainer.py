@@ -100,9 +100,8 @@ def load_data(
     """
     start = time.time()
     load = dict(source=source, split_rule=config.split_rule)
-    train_images = data.load_uint8(
-        config.dataset, data_dir, "train", num_examples=train_examples, **load
-    )
+    train = dict(num_examples=train_examples, num_examples_name="--train_examples")
+    train_images = data.load_uint8(config.dataset, data_dir, "train", **train, **load)
     test_images = data.load_uint8(config.dataset, data_dir, "test", **load)
     wanted = (
         min(DEFAULT_EVAL_EXAMPLES, len(test_images)) if eval_examples is None else eval_examples
