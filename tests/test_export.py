@@ -225,6 +225,17 @@ def test_load_model_reads_final_keras_of_a_workdir(model, tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded.decode(z)), np.asarray(model.decode(z)))
 
 
+def test_wae_tf_load_model_reads_a_keras_file_of_ours(model, tmp_path):
+    import wae_tf
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = wae_tf.load_model(path)
+    assert type(loaded) is type(model) and loaded.config == model.config
+    z = np.asarray(model.sample_prior(3, seed=2))
+    np.testing.assert_array_equal(np.asarray(loaded.decode(z)), np.asarray(model.decode(z)))
+
+
 @pytest.mark.parametrize("damage", ["truncated", "flipped byte", "not a zip"])
 def test_load_model_names_a_damaged_keras_file_and_what_to_do(model, tmp_path, damage):
     path = tmp_path / "final.keras"
@@ -321,7 +332,7 @@ def test_export_stores_each_variable_once(model, export_dir):
     assert values == model.encoder.count_params() + model.decoder.count_params()
 
 
-def test_cli_exports_a_keras_file_and_plain_keras_loads_it_after_import_wae_tf(model, tmp_path):
+def test_cli_exports_a_keras_file_that_wae_tf_and_keras_load(model, tmp_path):
     path = tmp_path / "run" / "final.keras"
     path.parent.mkdir()
     model.save(path)
@@ -329,9 +340,13 @@ def test_cli_exports_a_keras_file_and_plain_keras_loads_it_after_import_wae_tf(m
     run = _cli(f"--workdir={path}", f"--export_dir={target}")
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"exported {target}" in run.stdout
-    # `import wae_tf` (any module of it, before or after Keras) registers the classes.
-    for imports in ("import wae_tf, keras", "import keras, wae_tf.fileio"):
-        code = f"{imports}; print(type(keras.saving.load_model({str(path)!r})).__name__)"
+    # The two documented ways: wae_tf.load_model, or keras's loader after `import wae_tf.models`
+    # (which registers the classes).
+    for load in (
+        "import wae_tf; model = wae_tf.load_model(PATH)",
+        "import keras, wae_tf.models; model = keras.saving.load_model(PATH)",
+    ):
+        code = f"{load.replace('PATH', repr(str(path)))}; print(type(model).__name__)"
         loaded = subprocess.run(
             [sys.executable, "-c", code],
             cwd=REPO_ROOT,

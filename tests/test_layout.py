@@ -7,11 +7,14 @@ second and hold on every backend:
 - no module there is over MAX_LINES lines;
 - tests import only public names of the project and read no `module._private` attribute
   of a project module (dunder names such as `__version__` are public).
+One check runs Python (a subprocess, ~0.3 s): the light imports load no Keras.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,6 +270,23 @@ def test_the_import_graph_has_no_cycle():
     cycles = find_cycles(graph)
     report = "\n".join(f"  cycle:\n    {describe_cycle(graph, c)}" for c in cycles)
     assert not cycles, f"{len(cycles)} import cycle(s) in wae_tf/ and reproduce/:\n{report}"
+
+
+def test_light_imports_load_no_keras_and_hook_no_imports():
+    """`import wae_tf`, wae_tf.configs and wae_tf.data (configs and data for a notebook or a
+    launcher) import neither Keras, TensorFlow nor JAX, and leave the import system alone:
+    the model classes are registered by `import wae_tf.models` or `wae_tf.load_model`."""
+    code = (
+        "import sys; finders = list(sys.meta_path)\n"
+        "import wae_tf, wae_tf.configs, wae_tf.data\n"
+        "print([m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules])\n"
+        "print(sys.meta_path == finders, callable(wae_tf.load_model))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.splitlines() == ["[]", "True True"]
 
 
 def test_no_module_is_over_the_line_limit():
