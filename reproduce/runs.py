@@ -11,7 +11,6 @@ as training reads them and the test images the reported numbers use
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -193,17 +192,15 @@ def load_train_images(options: Options) -> np.ndarray:
             options.data_dir,
             "train",
             num_examples=options.train_examples,
+            num_examples_name="--train_examples",  # errors name the flag
             split_rule=split_rule_of(options),
         )
     except data.DataError as e:
-        # wae_tf.data names its argument ("num_examples=N but ... has only M examples"):
-        # say it with the flag the user gave.
-        too_many = re.match(r"num_examples=\d+ but (.*)", str(e))
-        if options.train_examples is None or too_many is None:
+        if options.train_examples is None or "--train_examples=" not in str(e):
             raise
+        # Not bad data: keep `checked_data` from adding "fix the data or pass another --data_dir".
         raise ReproError(
-            f"--train_examples={options.train_examples} but {too_many.group(1)}; pass a "
-            "smaller --train_examples, or none for the whole split"
+            f"{e}; pass a smaller --train_examples, or none for the whole split"
         ) from e
 
 
