@@ -21,6 +21,7 @@ from typing import Any
 from absl import flags
 
 from wae_tf import provenance as provenance_lib
+from wae_tf.errors import WaeError
 
 MODELS = ("vae", "wae_mmd", "wae_gan")  # the figure's columns, left to right [paper, Fig. 2-3]
 MODEL_LABELS = {"vae": "VAE", "wae_mmd": "WAE-MMD", "wae_gan": "WAE-GAN"}
@@ -72,7 +73,7 @@ def quick_settings(dataset: str) -> QuickSettings:
     return QUICK_SETTINGS[dataset]
 
 
-class ReproError(RuntimeError):
+class ReproError(WaeError, RuntimeError):
     """A reproduce script cannot run; the message says why and what to do."""
 
 

@@ -27,12 +27,13 @@ import numpy as np
 from absl import flags
 
 from tools import official_code, official_env
+from wae_tf.errors import WaeError
 
 DRIVER = Path(__file__).with_name("official_driver_py2.py")
 OFFICIAL_DATASET = {"mnist": "mnist", "celeba": "celebA"}
 
 
-class OfficialUnavailable(RuntimeError):
+class OfficialUnavailable(WaeError, RuntimeError):
     """Python 2.7, its environment or the official files are missing (one-line reason)."""
 
 
@@ -395,7 +396,7 @@ def main(argv):
     try:
         config = reduced_config(FLAGS.dataset, FLAGS.model, FLAGS.width, FLAGS.batch_size)
         locate_official()
-    except (ValueError, OfficialUnavailable) as e:
+    except ValueError as e:  # a bad --width / --dataset; a WaeError: console.run_cli
         print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         sys.exit(1)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 from tools.official_env import cache_root
+from wae_tf.errors import WaeError
 
 REPOSITORY = "tolstikhin/wae"
 COMMIT = "63515656201eb6e3c3f32f6d38267401ed8ade8f"
@@ -37,7 +37,7 @@ PROGRAM = "python -m tools.official_code"
 RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{name}"
 
 
-class OfficialCodeError(RuntimeError):
+class OfficialCodeError(WaeError, RuntimeError):
     """The official files could not be found or did not match their pinned sha256."""
 
 
@@ -123,11 +123,7 @@ def materialise() -> Path:
 
 def main(argv):
     del argv  # console.run_cli refuses stray arguments
-    try:
-        print(materialise())
-    except OfficialCodeError as e:
-        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    print(materialise())  # an OfficialCodeError is one line (console.run_cli)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,15 @@ from pathlib import Path
 
 from absl import flags
 
+from wae_tf.errors import WaeError
+
 REQUIREMENTS = Path(__file__).with_name("official_env_requirements.txt")
 MARKER = "WAE_TF_OFFICIAL_ENV_COMPLETE"
 PYENV_PYTHON2 = "versions/2.7.18/bin/python2.7"
+
+
+class OfficialEnvError(WaeError, RuntimeError):
+    """The official Python 2.7 environment could not be built (one-line reason)."""
 
 
 def cache_root() -> Path:
@@ -113,7 +119,7 @@ def build(folder: Path, python2: str) -> dict:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
-        raise RuntimeError(f"pip install of the official environment failed: {tail}")
+        raise OfficialEnvError(f"pip install of the official environment failed: {tail}")
     # --target skips the .pth files (google namespace): process them at start-up.
     (partial / "sitecustomize.py").write_text(
         "import os, site\nsite.addsitedir(os.path.dirname(os.path.abspath(__file__)))\n"
@@ -125,7 +131,9 @@ def build(folder: Path, python2: str) -> dict:
         text=True,
     )
     if probe.stdout.strip() != "1.15.0":
-        raise RuntimeError(f"the built environment does not import TF 1.15: {probe.stderr[-300:]}")
+        raise OfficialEnvError(
+            f"the built environment does not import TF 1.15: {probe.stderr[-300:]}"
+        )
     seconds = time.time() - start
     size = sum(p.stat().st_size for p in partial.rglob("*") if p.is_file())
     (partial / MARKER).write_text(f"{requirements_digest()} {seconds:.0f}s {size} bytes\n")
@@ -156,11 +164,7 @@ def main(argv):
             file=sys.stderr,
         )
         sys.exit(1)
-    try:
-        summary = build(folder, python2)
-    except RuntimeError as e:
-        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    summary = build(folder, python2)  # an OfficialEnvError is one line (console.run_cli)
     if summary["built_now"]:
         print(f"built {folder} in {summary['seconds']:.0f} s ({summary['bytes'] / 2**20:.0f} MiB)")
     else:

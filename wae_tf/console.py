@@ -7,7 +7,7 @@
                                     at most; entry points call it before anything imports Keras
     import_tensorflow_quietly()     the same for TensorFlow imported later (other backends)
     run_cli(main, program)          absl's app.run for a command line: --help exits 0, a flag
-                                    error or a stray argument is one line
+                                    error, a stray argument or a `WaeError` is one line
 
 Why TensorFlow's start-up lines appeared twice: `import tensorflow` (2.21) loads two native
 libraries that each carry their own copy of absl's logging and of the oneDNN check,
@@ -20,6 +20,7 @@ what the import writes to file descriptor 2 can. This module imports nothing hea
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -190,10 +191,14 @@ def run_cli(main, program: str, argv: list[str] | None = None) -> None:
     """`absl.app.run(main, argv)` with a command line's conventions, for every entry point:
 
     --help, --helpshort, --helpfull and --helpxml print the help and exit 0 (absl exits 1);
-    a bad flag value, and an argument that is not a flag, end in one line on stderr,
-    "<program>: error: ...", and exit 1 (absl prints a second line, or the whole help).
+    a bad flag value, an argument that is not a flag, and a `wae_tf.errors.WaeError` raised
+    by `main` (any error meant for the user) end in one line on stderr,
+    "<program>: error: ...", and exit 1 (absl prints a second line, or the whole help; a
+    WaeError would be a traceback). Any other exception is a bug and keeps its traceback.
     """
     from absl import app, flags
+
+    from wae_tf.errors import WaeError
 
     def parse(args: list[str]) -> list[str]:
         try:
@@ -212,4 +217,25 @@ def run_cli(main, program: str, argv: list[str] | None = None) -> None:
             sys.exit(1)
         return remaining
 
-    app.run(main, argv, flags_parser=parse)
+    def main_with_one_line_errors(args: list[str]) -> None:
+        try:
+            main(args)
+        except WaeError as error:
+            message = f"{program}: error: {one_line(error)}"
+        else:
+            return
+        # Outside the except block: the error's frames, which may hold a model and its
+        # tf.data iterators, are released, and collected here while Python can still run
+        # their finalizers; at interpreter exit TensorFlow would add "Error occurred when
+        # finalizing GeneratorDataset iterator: FAILED_PRECONDITION" to the one line.
+        gc.collect()
+        print(message, file=sys.stderr)
+        sys.exit(1)
+
+    app.run(main_with_one_line_errors, argv, flags_parser=parse)
+
+
+def one_line(error: BaseException) -> str:
+    """str(error) on one line (its lines joined by "; "), or its class name when empty."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__

@@ -6,6 +6,8 @@ without importing the others; callers catch it as `wae_tf.data.DataError` (the s
 
 from __future__ import annotations
 
+from wae_tf.errors import WaeError
 
-class DataError(ValueError):
+
+class DataError(WaeError, ValueError):
     """A data file, folder or argument is missing, malformed or inconsistent."""

@@ -36,13 +36,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wae_tf import fileio
+from wae_tf.errors import WaeError
 
 CHUNK = 1 << 16
 TIMEOUT_S = 30.0  # for the connection, the answer, and each read
 WAIT_NOTICE_S = 1.0  # a mirror silent this long is named, with TIMEOUT_S
 
 
-class DownloadError(RuntimeError):
+class DownloadError(WaeError, RuntimeError):
     """A dataset could not be fetched; the message is one line saying what to do."""
 
 
@@ -238,7 +239,7 @@ def _fetch_file(
     )
 
 
-class DownloadInterrupted(OSError):
+class DownloadInterrupted(WaeError, OSError):
     """The server closed the connection before the whole file arrived."""
 
 

@@ -32,7 +32,6 @@ records it with the rest of the model's config. H, W, C, d_z: (28, 28, 1), 8 for
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -46,13 +45,14 @@ from absl import app, flags, logging  # noqa: E402
 
 from wae_tf import fileio, trainer  # noqa: E402
 from wae_tf.configs import Config  # noqa: E402
+from wae_tf.errors import WaeError  # noqa: E402
 
 PIXEL_RANGES = {"unit": "[0, 1]", "symmetric": "[-1, 1]"}
 SIGNATURES = ("encode", "decode", "reconstruct", "sample", "serving_default")
 METADATA_FILE = "assets.extra/wae_tf.json"  # TF Serving ignores assets.extra/
 
 
-class ExportError(RuntimeError):
+class ExportError(WaeError, RuntimeError):
     """Nothing to export, or the export cannot be written; the message says why."""
 
 
@@ -294,19 +294,14 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:  # run() reports these as one line before main
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     values = flags.FLAGS
-    try:
-        check_backend()
-        target = Path(values.export_dir)
-        if target.exists() and not values.overwrite:  # before the slow model load
-            raise ExportError(f"{target} already exists; pass --overwrite to replace it")
-        model = load_model(values.workdir, allow_unfinished=values.allow_unfinished)
-        logging.info(
-            "loaded %s: %s on %s", values.workdir, model.config.model, model.config.dataset
-        )
-        export_saved_model(model, target, overwrite=values.overwrite, include_sample=values.sample)
-    except ExportError as error:
-        print(f"wae_tf.export: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    # An ExportError (a WaeError) is one line on stderr and exit 1, by console.run_cli.
+    check_backend()
+    target = Path(values.export_dir)
+    if target.exists() and not values.overwrite:  # before the slow model load
+        raise ExportError(f"{target} already exists; pass --overwrite to replace it")
+    model = load_model(values.workdir, allow_unfinished=values.allow_unfinished)
+    logging.info("loaded %s: %s on %s", values.workdir, model.config.model, model.config.dataset)
+    export_saved_model(model, target, overwrite=values.overwrite, include_sample=values.sample)
     print(f"exported {target}: signatures {', '.join(_signatures(values.sample))}")
 
 

@@ -24,11 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from wae_tf.errors import WaeError
+
 TEMPORARY_PREFIX = "."  # temporary files are hidden: .<name>.<random><suffix>
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
-class WriteError(OSError):
+class WriteError(WaeError, OSError):
     """A write failed for a reason outside the program (see the module docstring); the
     target is untouched.
 
@@ -69,7 +71,7 @@ _CANNOT_WRITE = {
 }
 
 
-class UnreadableFileError(ValueError):
+class UnreadableFileError(WaeError, ValueError):
     """A file exists but cannot be read or parsed; the message names it."""
 
 

@@ -49,6 +49,7 @@ from typing import Protocol
 import numpy as np
 
 from wae_tf import fileio
+from wae_tf.errors import WaeError
 from wae_tf.metrics import frechet_distance, gaussian_statistics
 
 __all__ = [
@@ -77,7 +78,7 @@ INPUT_TENSOR = "ExpandDims:0"
 OUTPUT_TENSOR = "pool_3:0"
 
 
-class InceptionGraphMissingError(FileNotFoundError):
+class InceptionGraphMissingError(WaeError, FileNotFoundError):
     """The reference Inception GraphDef is not where it was looked for."""
 
 

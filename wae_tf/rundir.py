@@ -25,12 +25,13 @@ from typing import Any
 
 from wae_tf import fileio
 from wae_tf.configs import Config
+from wae_tf.errors import WaeError
 from wae_tf.provenance import command_line, library_versions
 
 CHECKPOINT_PREFIX = "epoch_"
 
 
-class TrainError(RuntimeError):
+class TrainError(WaeError, RuntimeError):
     """A run cannot start or continue; the message says why and what to do."""
 
 

@@ -57,7 +57,6 @@ console.quiet_tensorflow_startup()
 
 from wae_tf import checkpoints, configs, data, trainer  # noqa: E402
 from wae_tf.configs import Config  # noqa: E402
-from wae_tf.rundir import TrainError  # noqa: E402
 
 # Flags that override a field of the preset Config (flag name = field name).
 _OVERRIDES = (
@@ -293,21 +292,19 @@ def main(argv: Sequence[str]) -> None:
             precision=FLAGS.precision,
             verbose=console.default_verbose() if FLAGS.verbose is None else FLAGS.verbose,
         )
-    except (TrainError, data.DataError) as e:
-        # One line: a failed write inside fit arrives here as trainer.NoSpaceError.
-        message, status = f"wae_tf.train: error: {e}", 1
     except KeyboardInterrupt:
         message = "wae_tf.train: interrupted; rerun the same command to resume from the last "
-        message, status = message + "checkpoint", 130
+        message += "checkpoint"
     else:
         return
-    # Outside the except block: the error's frames, which hold the model and its tf.data
-    # iterators, are released, and collected here while Python can still run their
-    # finalizers; at interpreter exit TensorFlow would add "Error occurred when finalizing
-    # GeneratorDataset iterator: FAILED_PRECONDITION" to the one line.
+    # A WaeError (a failed write inside fit arrives as trainer.NoSpaceError) is one line by
+    # console.run_cli. Here, outside the except block, as there: the interruption's frames,
+    # which hold the model and its tf.data iterators, are released and collected while
+    # Python can still run their finalizers (else TensorFlow adds "Error occurred when
+    # finalizing GeneratorDataset iterator" at exit).
     gc.collect()
     print(message, file=sys.stderr)
-    sys.exit(status)
+    sys.exit(130)
 
 
 def run(argv: Sequence[str] | None = None) -> None:
