@@ -10,6 +10,7 @@ Gradients sum over the batch and every output pixel too (up to ~600 more terms):
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -100,6 +101,8 @@ print(json.dumps({"worst": worst, "backend": keras.backend.backend()}))
 """
 
 
+@pytest.mark.slow  # a subprocess that imports Keras on JAX
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_outputs_and_gradients_equal_conv2d_transpose_on_jax():
     result = run_python("-c", JAX_SCRIPT, KERAS_BACKEND="jax", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
