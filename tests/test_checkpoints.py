@@ -59,6 +59,7 @@ def train_run(mnist_dir: Path, workdir: Path, epochs: int):
     )
 
 
+# Trains for ~6 s on 2 cores: every test that uses it is marked slow.
 @pytest.fixture(scope="module")
 def two_epochs(mnist_dir, tmp_path_factory) -> Path:
     """A finished 2-epoch run: checkpoints epoch_0001.npz and epoch_0002.npz (keep=2)."""
@@ -99,6 +100,7 @@ def test_list_latest_and_prune_keep_the_newest(tmp_path):
         checkpoints.prune(paths, keep=0)
 
 
+@pytest.mark.slow
 def test_a_damaged_file_assigns_nothing(two_epochs, tmp_path):
     model = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=4)
     before = [np.asarray(v) for v in model.variables]
@@ -127,6 +129,7 @@ def test_files_that_are_not_npz_archives_are_not_checkpoints_one_line_each(tmp_p
     ]
 
 
+@pytest.mark.slow
 def test_a_worker_that_listed_before_the_chief_moved_the_damaged_one_aside_follows_it(
     two_epochs, tmp_path, monkeypatch, caplog
 ):
@@ -151,6 +154,7 @@ def test_a_worker_that_listed_before_the_chief_moved_the_damaged_one_aside_follo
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_the_chief_moves_a_damaged_checkpoint_aside_only_after_it_has_chosen(
     two_epochs, tmp_path, monkeypatch
 ):
@@ -180,6 +184,7 @@ def test_the_chief_moves_a_damaged_checkpoint_aside_only_after_it_has_chosen(
 # ======================================================================================
 
 
+@pytest.mark.slow
 def test_cli_truncated_latest_checkpoint_is_moved_aside_and_the_run_resumes_before_it(
     mnist_dir, two_epochs, tmp_path
 ):
@@ -203,6 +208,7 @@ def test_cli_truncated_latest_checkpoint_is_moved_aside_and_the_run_resumes_befo
     assert history_epochs(paths) == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_flipped_byte_bad_crc_falls_back_the_same_way(mnist_dir, two_epochs, tmp_path, caplog):
     paths = copy_run(two_epochs, tmp_path / "run")
     latest = paths.checkpoint(2)
@@ -219,6 +225,7 @@ def test_flipped_byte_bad_crc_falls_back_the_same_way(mnist_dir, two_epochs, tmp
     assert history_epochs(paths) == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_no_readable_checkpoint_is_one_line_saying_what_to_do(mnist_dir, two_epochs, tmp_path):
     paths = copy_run(two_epochs, tmp_path / "run")
     for epoch in (1, 2):
@@ -244,6 +251,7 @@ def test_no_readable_checkpoint_is_one_line_saying_what_to_do(mnist_dir, two_epo
     ]
 
 
+@pytest.mark.slow
 def test_no_readable_checkpoint_of_an_unfinished_run_says_to_start_over(
     mnist_dir, two_epochs, tmp_path
 ):
@@ -267,6 +275,7 @@ def test_no_readable_checkpoint_of_an_unfinished_run_says_to_start_over(
 # ======================================================================================
 
 
+@pytest.mark.slow
 def test_cli_full_disk_at_a_checkpoint_is_one_line_and_a_rerun_resumes(
     mnist_dir, two_epochs, small_tmpfs
 ):
@@ -294,6 +303,7 @@ def test_cli_full_disk_at_a_checkpoint_is_one_line_and_a_rerun_resumes(
     assert (paths.root / "DONE.json").is_file()
 
 
+@pytest.mark.slow
 def test_full_disk_at_the_run_record_names_it_and_keeps_the_checkpoint(
     mnist_dir, two_epochs, small_tmpfs
 ):
@@ -311,6 +321,7 @@ def test_full_disk_at_the_run_record_names_it_and_keeps_the_checkpoint(
     checkpoints.read(paths.checkpoint(2))
 
 
+@pytest.mark.slow
 def test_full_disk_before_the_first_write_names_the_workdir_and_leaves_it_empty(
     mnist_dir, small_tmpfs
 ):
@@ -337,6 +348,7 @@ def remount_read_only(mount_point: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True, timeout=30)
 
 
+@pytest.mark.slow
 def test_cli_finished_run_on_a_read_only_file_system_is_the_same_no_op(
     mnist_dir, two_epochs, small_tmpfs
 ):
@@ -354,6 +366,7 @@ def test_cli_finished_run_on_a_read_only_file_system_is_the_same_no_op(
     )
 
 
+@pytest.mark.slow
 def test_cli_checkpoint_over_the_file_size_limit_is_one_line_and_a_rerun_resumes(
     mnist_dir, two_epochs, tmp_path
 ):

@@ -223,6 +223,7 @@ def _main(images_path: str, out_path: str) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+# A ~45 s subprocess on 2 cores: every test that uses it is marked slow.
 @pytest.fixture(scope="module")
 def mirrored_results(tmp_path_factory, mnist_images) -> dict:
     workdir = tmp_path_factory.mktemp("mirrored")
@@ -241,10 +242,12 @@ def mirrored_results(tmp_path_factory, mnist_images) -> dict:
     return json.loads(out_path.read_text())
 
 
+@pytest.mark.slow
 def test_subprocess_trains_on_two_cpu_replicas(mirrored_results):
     assert mirrored_results["replicas"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_mirrored_step_equals_single_device_step(mirrored_results, kind):
     result = mirrored_results["equality"][kind]
@@ -259,6 +262,7 @@ def test_mirrored_step_equals_single_device_step(mirrored_results, kind):
         np.testing.assert_allclose(result["logs_mirrored"][name], value, rtol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_bn_moving_statistics_and_adversary_take_part_in_the_comparison(mirrored_results):
     paths = [v["path"] for v in mirrored_results["equality"]["wae_gan"]["variables"]]
     assert any("moving_mean" in p for p in paths)
@@ -271,6 +275,7 @@ def test_bn_moving_statistics_and_adversary_take_part_in_the_comparison(mirrored
     assert any("moving_variance" in p for p in changed)
 
 
+@pytest.mark.slow
 def test_replicas_take_their_rows_of_one_global_prior_draw(mirrored_results):
     prior = mirrored_results["prior"]
     replicas = [np.array(r) for r in prior["replicas"]]
@@ -278,6 +283,7 @@ def test_replicas_take_their_rows_of_one_global_prior_draw(mirrored_results):
     np.testing.assert_array_equal(np.concatenate(replicas), np.array(prior["single"]))
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_under_mirrored_equals_uninterrupted_training(mirrored_results):
     resume = mirrored_results["resume"]
     assert resume["restored_exactly"]
@@ -287,6 +293,7 @@ def test_checkpoint_resume_under_mirrored_equals_uninterrupted_training(mirrored
     assert resume["max_state_difference"] == 0.0
 
 
+@pytest.mark.slow
 def test_keras_file_saved_under_mirrored_loads_in_the_strategy_scope(mirrored_results):
     resume = mirrored_results["resume"]
     assert resume["keras_file_replicas"] == 2
@@ -399,6 +406,7 @@ def _train_cli(*args: str, two_cpus: bool) -> subprocess.CompletedProcess:
     return run_python(*command, *args)
 
 
+@pytest.mark.slow
 def test_cli_trains_under_mirrored_with_synchronised_bn_and_resumes_on_one_device(
     mnist_dir, tmp_path
 ):

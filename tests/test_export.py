@@ -37,6 +37,7 @@ def images(mnist_images) -> np.ndarray:
     return mnist_images[:16]
 
 
+# It trains (one step): every test that uses it, or the exports made from it, is marked slow.
 @pytest.fixture(scope="module")
 def model(images):
     """A tiny WAE-MMD on MNIST after one training step (moving BN statistics updated)."""
@@ -74,6 +75,7 @@ def _call(served, name, **inputs):
     return {k: v.numpy() for k, v in served.signatures[name](**tensors).items()}
 
 
+@pytest.mark.slow
 def test_export_has_the_serving_signatures_with_named_inputs_and_outputs(served):
     import tensorflow as tf
 
@@ -97,6 +99,7 @@ def test_export_has_the_serving_signatures_with_named_inputs_and_outputs(served)
         assert all(t.dtype == tf.float32 for t in results.values())
 
 
+@pytest.mark.slow
 def test_signatures_equal_the_keras_model_in_inference_mode(model, served, images):
     x = images[:5]
     z = np.asarray(model.sample_prior(5, seed=1))
@@ -114,6 +117,7 @@ def test_signatures_equal_the_keras_model_in_inference_mode(model, served, image
     assert 0.0 <= decoded.min() and decoded.max() <= 1.0  # MNIST pixels in [0, 1]
 
 
+@pytest.mark.slow
 def test_sample_signature_is_deterministic_and_equals_model_sample(model, served):
     first = _call(served, "sample", count=np.int32(6), seed=np.int32(3))["images"]
     again = _call(served, "sample", count=np.int32(6), seed=np.int32(3))["images"]
@@ -128,6 +132,7 @@ def test_sample_signature_is_deterministic_and_equals_model_sample(model, served
     assert _call(served, "sample", count=np.int32(0), seed=np.int32(0))["images"].shape[0] == 0
 
 
+@pytest.mark.slow
 def test_encode_rejects_images_of_the_wrong_size_at_serving_time(served, export_dir):
     import tensorflow as tf
 
@@ -137,6 +142,7 @@ def test_encode_rejects_images_of_the_wrong_size_at_serving_time(served, export_
     assert b"EnsureShape" in (export_dir / "saved_model.pb").read_bytes()
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_the_signatures_and_input_names(export_dir):
     script = shutil.which("saved_model_cli")
     command = (
@@ -157,6 +163,7 @@ def test_saved_model_cli_lists_the_signatures_and_input_names(export_dir):
     assert "(-1, 28, 28, 1)" in run.stdout
 
 
+@pytest.mark.slow
 def test_export_records_the_pixel_range_and_config(export_dir):
     metadata = json.loads((export_dir / export.METADATA_FILE).read_text())
     assert metadata["pixel_range"] == "[0, 1]"
@@ -164,6 +171,7 @@ def test_export_records_the_pixel_range_and_config(export_dir):
     assert set(metadata["signatures"]) == EXPECTED_SIGNATURES
 
 
+@pytest.mark.slow
 def test_existing_version_is_refused_without_overwrite_and_replaced_with_it(model, export_dir):
     before = (export_dir / "saved_model.pb").stat().st_mtime_ns
     with pytest.raises(export.ExportError, match="already exists"):
@@ -176,6 +184,7 @@ def test_existing_version_is_refused_without_overwrite_and_replaced_with_it(mode
     export.export_saved_model(model, export_dir, overwrite=True)  # restore for other tests
 
 
+@pytest.mark.slow
 def test_failed_export_leaves_nothing_behind(model, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -218,6 +227,7 @@ def test_load_model_explains_a_workdir_without_checkpoint(tmp_path):
         export.load_model(tmp_path)
 
 
+@pytest.mark.slow
 def test_load_model_reads_final_keras_of_a_workdir(model, tmp_path):
     model.save(tmp_path / "final.keras")
     loaded = export.load_model(tmp_path)
@@ -225,6 +235,7 @@ def test_load_model_reads_final_keras_of_a_workdir(model, tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded.decode(z)), np.asarray(model.decode(z)))
 
 
+@pytest.mark.slow
 def test_wae_tf_load_model_reads_a_keras_file_of_ours(model, tmp_path):
     import wae_tf
 
@@ -236,6 +247,7 @@ def test_wae_tf_load_model_reads_a_keras_file_of_ours(model, tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded.decode(z)), np.asarray(model.decode(z)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "flipped byte", "not a zip"])
 def test_load_model_names_a_damaged_keras_file_and_what_to_do(model, tmp_path, damage):
     path = tmp_path / "final.keras"
@@ -269,6 +281,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_exports_a_training_workdir(model, tmp_path):
     import tensorflow as tf
 
@@ -285,6 +298,7 @@ def test_cli_exports_a_training_workdir(model, tmp_path):
     np.testing.assert_allclose(decoded, _graph(model.decode, z), atol=ATOL, rtol=0)
 
 
+@pytest.mark.slow
 def test_cli_reports_an_empty_workdir_and_an_existing_version(tmp_path):
     (tmp_path / "run").mkdir()
     run = _cli(f"--workdir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'out' / '1'}")
@@ -293,6 +307,7 @@ def test_cli_reports_an_empty_workdir_and_an_existing_version(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_damaged_keras_file_is_one_line(model, tmp_path):
     path = tmp_path / "final.keras"
     model.save(path)
@@ -303,6 +318,7 @@ def test_cli_damaged_keras_file_is_one_line(model, tmp_path):
     assert run.stderr.strip().splitlines()[-1].startswith(f"wae_tf.export: error: {path} is")
 
 
+@pytest.mark.slow
 def test_cli_on_the_jax_backend_says_export_needs_tensorflow_in_one_line(model, tmp_path):
     pytest.importorskip("jax")
     path = tmp_path / "final.keras"
@@ -323,6 +339,7 @@ def test_cli_on_the_jax_backend_says_export_needs_tensorflow_in_one_line(model, 
     assert not (tmp_path / "1").exists()
 
 
+@pytest.mark.slow
 def test_export_stores_each_variable_once(model, export_dir):
     import tensorflow as tf
 
@@ -332,6 +349,7 @@ def test_export_stores_each_variable_once(model, export_dir):
     assert values == model.encoder.count_params() + model.decoder.count_params()
 
 
+@pytest.mark.slow
 def test_cli_exports_a_keras_file_that_wae_tf_and_keras_load(model, tmp_path):
     path = tmp_path / "run" / "final.keras"
     path.parent.mkdir()
@@ -359,6 +377,7 @@ def test_cli_exports_a_keras_file_that_wae_tf_and_keras_load(model, tmp_path):
         assert loaded.stdout.split() == ["WAE"]
 
 
+@pytest.mark.slow
 def test_cli_exports_an_unfinished_run_only_with_allow_unfinished(model, tmp_path):
     from wae_tf import checkpoints, fileio, rundir
 
@@ -381,6 +400,7 @@ def test_cli_exports_an_unfinished_run_only_with_allow_unfinished(model, tmp_pat
     assert (target / "saved_model.pb").is_file()
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_error_line_and_leaves_no_partial_export(model, small_tmpfs):
     fill_disk(small_tmpfs, leave=64 << 10)
     target = small_tmpfs / "models" / "wae_mnist" / "1"
