@@ -45,6 +45,9 @@ HAVE_TENSORFLOW = _installed("tensorflow")
 if not _installed("jax") and __name__ != "__main__":
     pytest.skip("JAX is not installed (pip install jax)", allow_module_level=True)
 
+# Every test but one reads the JAX and TensorFlow workers' subprocess runs (~1 min).
+pytestmark = pytest.mark.slow
+
 
 # ==========================================================================================
 # Worker side: runs in a subprocess with KERAS_BACKEND set.

@@ -121,6 +121,7 @@ def _weights(run: dict, when: str) -> list[np.ndarray]:
     return [run[f"{when}_{i}"] for i in range(sum(k.startswith(when) for k in run))]
 
 
+@pytest.mark.slow
 def test_two_workers_take_two_steps_as_two_replicas(runs):
     for name in ("worker0", "worker1"):
         assert int(runs[name]["replicas"]) == 2
@@ -128,6 +129,7 @@ def test_two_workers_take_two_steps_as_two_replicas(runs):
     assert int(runs["single"]["replicas"]) == 1
 
 
+@pytest.mark.slow
 def test_two_workers_end_with_the_weights_of_one_process_on_the_whole_batches(runs):
     single = runs["single"]
     for a, b in zip(_weights(single, "before"), _weights(runs["worker0"], "before"), strict=True):
