@@ -268,7 +268,8 @@ def write_figure(
 def main(
     argv: Sequence[str], *, name: str, dataset: str, make: Callable[[Options], dict[str, Any]]
 ) -> None:
-    """A script's `main` under `absl.app.run`: the parsed global flags -> Options ->
+    """A script's `main` under `wae_tf.console.run_cli` (--help exits 0, a stray argument is
+    one line): the parsed global flags -> Options ->
     `make(options)`; a known error is one line on stderr (`exit_on_error`), success one
     line on stdout (`reproduce.outputs.done_message`)."""
     if len(argv) > 1:

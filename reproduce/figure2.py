@@ -34,13 +34,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from absl import app, flags
+from absl import flags
 
 from reproduce import bundles, figure
 from reproduce.bundles import BundleSet
 from reproduce.options import MODEL_LABELS, MODELS, Options, define_flags, parse_args
 from reproduce.outputs import fmt, label_lines, markdown_table, provenance_lines
 from reproduce.sample_metrics import MNIST_SHARED
+from wae_tf import console
 
 DATASET = "mnist"
 NAME = "figure2"
@@ -151,4 +152,5 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == "__main__":
     for flag in define_flags(flags.FLAGS, fid=False, name=NAME):
         flags.declare_key_flag(flag)  # --help lists this script's flags
-    app.run(main)
+    # --help exits 0; a bad flag, a stray argument or a known error is one line
+    console.run_cli(main, NAME)

@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from absl import app, flags
+from absl import flags
 
 from reproduce import bundles, figure
 from reproduce.bundles import BundleSet
@@ -47,6 +47,7 @@ from reproduce.outputs import (
     write_outputs,
 )
 from reproduce.sample_metrics import CELEBA_SHARED, SHARPNESS_DEFINITIONS, sharpness_note
+from wae_tf import console
 
 DATASET = "celeba"
 NAME = "table1"
@@ -182,4 +183,5 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == "__main__":
     for flag in define_flags(flags.FLAGS, fid=True, name=NAME):
         flags.declare_key_flag(flag)  # --help lists this script's flags
-    app.run(main)
+    # --help exits 0; a bad flag, a stray argument or a known error is one line
+    console.run_cli(main, NAME)
