@@ -142,7 +142,7 @@ def _reference_sharpness(images01: np.ndarray) -> np.ndarray:
 def test_sharpness_matches_convolve2d_reference(channels):
     rng = np.random.default_rng(channels)
     images = rng.uniform(-1, 1, size=(6, 17, 13, channels))
-    got = metrics.sharpness(images, pixel_range=(-1, 1))
+    got = metrics.sharpness(images, pixel_range="symmetric")
     want = _reference_sharpness((images + 1) / 2)
     assert got.shape == (6,)
     np.testing.assert_allclose(got, want, rtol=1e-10)
@@ -156,24 +156,39 @@ def test_sharpness_matches_tensorflow_ops_of_official_code():
     lap = tf.constant(metrics.LAPLACIAN_KERNEL.reshape(3, 3, 1, 1), tf.float32)
     conv = tf.nn.conv2d(gray, lap, strides=[1, 1, 1, 1], padding="VALID")
     _, want = tf.nn.moments(conv, axes=[1, 2, 3])
-    np.testing.assert_allclose(metrics.sharpness(images, (0, 1)), want.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(metrics.sharpness(images, "unit"), want.numpy(), rtol=1e-4)
 
 
 def test_sharpness_depends_only_on_the_scale_of_the_range():
     images = np.random.default_rng(5).uniform(0, 1, size=(3, 10, 10, 3))
-    unit = metrics.sharpness(images, (0, 1))
-    np.testing.assert_allclose(metrics.sharpness(images * 255, (0, 255)), unit, rtol=1e-12)
-    np.testing.assert_allclose(metrics.sharpness(images * 2 - 1, (-1, 1)), unit, rtol=1e-12)
-    code_celeba = metrics.sharpness(images * 2 - 1, (-1, 1), measure_range=(-1, 1))
+    unit = metrics.sharpness(images, "unit")
+    np.testing.assert_allclose(metrics.sharpness(images * 255, "uint8"), unit, rtol=1e-12)
+    np.testing.assert_allclose(metrics.sharpness(images * 2 - 1, "symmetric"), unit, rtol=1e-12)
+    code_celeba = metrics.sharpness(images * 2 - 1, "symmetric", measure_range="symmetric")
     np.testing.assert_allclose(code_celeba, 4 * unit, rtol=1e-12)
+
+
+def test_pixel_ranges_are_named_once_and_a_low_high_pair_still_means_the_same():
+    from wae_tf import configs
+
+    bounds = {name: configs.pixel_bounds(name) for name in configs.IMAGE_RANGES}
+    assert bounds == {"unit": (0.0, 1.0), "symmetric": (-1.0, 1.0), "uint8": (0.0, 255.0)}
+    assert set(configs.PIXEL_RANGES) < set(configs.IMAGE_RANGES)  # a model's are among them
+    images = np.random.default_rng(6).uniform(-1, 1, size=(3, 10, 10, 3))
+    by_name = metrics.sharpness(images, "symmetric", measure_range="unit")
+    np.testing.assert_array_equal(by_name, metrics.sharpness(images, (-1, 1), (0, 1)))
+    with pytest.raises(ValueError, match="pixel_range must be one of 'unit', 'symmetric', 'uint8'"):
+        metrics.sharpness(images, "0-255")
+    with pytest.raises(ValueError, match="high > low"):
+        inception.to_inception_range(images, (1, 1))
 
 
 def test_sharpness_of_flat_images_is_zero_and_blur_lowers_it():
     flat = np.full((2, 8, 8, 3), 0.3)
-    np.testing.assert_allclose(metrics.sharpness(flat, (0, 1)), 0.0, atol=1e-20)
+    np.testing.assert_allclose(metrics.sharpness(flat, "unit"), 0.0, atol=1e-20)
     sharp = np.random.default_rng(6).uniform(0, 1, size=(4, 32, 32, 1))
     blurred = scipy.ndimage.gaussian_filter(sharp, sigma=(0, 1.5, 1.5, 0))
-    assert metrics.mean_sharpness(blurred, (0, 1)) < 0.1 * metrics.mean_sharpness(sharp, (0, 1))
+    assert metrics.mean_sharpness(blurred, "unit") < 0.1 * metrics.mean_sharpness(sharp, "unit")
 
 
 def test_code_sharpness_is_the_official_codes_min_over_30_images_in_minus_one_one():
@@ -189,28 +204,28 @@ def test_code_sharpness_is_the_official_codes_min_over_30_images_in_minus_one_on
     lap = tf.constant(metrics.LAPLACIAN_KERNEL.reshape(3, 3, 1, 1), tf.float32)
     _, lapvar = tf.nn.moments(tf.nn.conv2d(gray, lap, [1, 1, 1, 1], "VALID"), axes=[1, 2, 3])
     want = float(np.min(lapvar.numpy()))
-    assert metrics.code_sharpness(sym, (-1, 1)) == pytest.approx(want, rel=1e-4)
+    assert metrics.code_sharpness(sym, "symmetric") == pytest.approx(want, rel=1e-4)
     assert want > 0.01  # the flat image 33 was not used
 
 
 def test_code_sharpness_is_four_times_ours_on_the_first_30_and_needs_30_images():
     unit = np.random.default_rng(9).uniform(0, 1, size=(45, 10, 10, 3))
     unit[40] = 0.5 + 0.01 * (unit[40] - 0.5)  # the least sharp image, outside the first 30
-    ours = metrics.sharpness(unit, (0, 1))  # per image, pixels in [0, 1]
-    code = metrics.code_sharpness(unit, (0, 1))
+    ours = metrics.sharpness(unit, "unit")  # per image, pixels in [0, 1]
+    code = metrics.code_sharpness(unit, "unit")
     assert code == pytest.approx(4 * ours[:30].min(), rel=1e-12)
     assert code != pytest.approx(4 * ours.min(), rel=1e-6)  # only the first 30 count
-    assert metrics.code_sharpness(unit * 255, (0, 255)) == pytest.approx(code, rel=1e-12)
+    assert metrics.code_sharpness(unit * 255, "uint8") == pytest.approx(code, rel=1e-12)
     assert metrics.CODE_SHARPNESS_BATCH == 30
     with pytest.raises(ValueError, match="batch of 30"):
-        metrics.code_sharpness(unit[:29], (0, 1))
+        metrics.code_sharpness(unit[:29], "unit")
 
 
 def test_sharpness_rejects_bad_shapes():
     with pytest.raises(ValueError, match="shape"):
-        metrics.sharpness(np.zeros((2, 8, 8, 2)), (0, 1))
+        metrics.sharpness(np.zeros((2, 8, 8, 2)), "unit")
     with pytest.raises(ValueError, match="3x3"):
-        metrics.sharpness(np.zeros((2, 2, 8, 1)), (0, 1))
+        metrics.sharpness(np.zeros((2, 2, 8, 1)), "unit")
 
 
 # ---------------------------------------------------------------------------
@@ -268,10 +283,10 @@ def _celeba_like_images(n: int, seed: int) -> np.ndarray:
 
 def test_ttur_inception_features_shape_and_determinism(standin_extractor):
     images = _celeba_like_images(10, seed=0)
-    feats = standin_extractor.features(images, pixel_range=(-1, 1), batch_size=4)
+    feats = standin_extractor.features(images, pixel_range="symmetric", batch_size=4)
     assert feats.shape == (10, 2048) and feats.dtype == np.float64
     assert np.all(np.isfinite(feats)) and feats.std() > 0
-    again = standin_extractor.features(images, pixel_range=(-1, 1), batch_size=4)
+    again = standin_extractor.features(images, pixel_range="symmetric", batch_size=4)
     np.testing.assert_array_equal(feats, again)
 
 
@@ -282,34 +297,38 @@ def test_ttur_inception_batch_dim_is_not_fixed_to_one(standin_extractor):
 
 def test_ttur_inception_features_do_not_depend_on_batch_size(standin_extractor):
     images = _celeba_like_images(10, seed=1)
-    f3 = standin_extractor.features(images, pixel_range=(-1, 1), batch_size=3)
-    f7 = standin_extractor.features(images, pixel_range=(-1, 1), batch_size=7)
-    f1 = standin_extractor.features(images[:2], pixel_range=(-1, 1), batch_size=1)
+    f3 = standin_extractor.features(images, pixel_range="symmetric", batch_size=3)
+    f7 = standin_extractor.features(images, pixel_range="symmetric", batch_size=7)
+    f1 = standin_extractor.features(images[:2], pixel_range="symmetric", batch_size=1)
     np.testing.assert_allclose(f3, f7, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(f1, f3[:2], rtol=1e-5, atol=1e-6)
 
 
 def test_ttur_inception_input_is_mapped_to_0_255(standin_extractor):
     images = _celeba_like_images(3, seed=2)
-    from_sym = standin_extractor.features(images, pixel_range=(-1, 1))
+    from_sym = standin_extractor.features(images, pixel_range="symmetric")
     as_uint8 = np.round((images + 1) * 127.5)
-    from_255 = standin_extractor.features(as_uint8, pixel_range=(0, 255))
+    from_255 = standin_extractor.features(as_uint8, pixel_range="uint8")
     np.testing.assert_allclose(from_sym, from_255, atol=0.05)
-    converted = inception.to_inception_range(images, (-1, 1))
+    converted = inception.to_inception_range(images, "symmetric")
     assert converted.dtype == np.float32 and converted.min() >= 0 and converted.max() <= 255
-    gray = inception.to_inception_range(np.ones((2, 28, 28, 1)), (0, 1))
+    gray = inception.to_inception_range(np.ones((2, 28, 28, 1)), "unit")
     assert gray.shape == (2, 28, 28, 3) and np.all(gray == 255)
 
 
 def test_fid_score_of_a_set_against_itself_is_zero_and_a_shift_is_positive(standin_extractor):
     images = _celeba_like_images(100, seed=3)
     same = inception.fid_score(
-        standin_extractor, images, images, pixel_range=(-1, 1), batch_size=16
+        standin_extractor, images, images, pixel_range="symmetric", batch_size=16
     )
     shifted = inception.fid_score(
-        standin_extractor, images, np.clip(images + 0.5, -1, 1), pixel_range=(-1, 1), batch_size=16
+        standin_extractor,
+        images,
+        np.clip(images + 0.5, -1, 1),
+        pixel_range="symmetric",
+        batch_size=16,
     )
-    mu, sigma = inception.activation_statistics(standin_extractor, images, (-1, 1))
+    mu, sigma = inception.activation_statistics(standin_extractor, images, "symmetric")
     assert mu.shape == (2048,) and sigma.shape == (2048, 2048)
     scale = 2 * np.trace(sigma)  # the FID's size when the two sets are unrelated
     assert abs(same) < 1e-8 * scale
@@ -336,7 +355,9 @@ def test_download_inception_graph_fails_cleanly_offline(tmp_path, monkeypatch):
 def test_keras_inception_v3_features_shape():
     extractor = inception.KerasInceptionV3Features(weights=None)
     assert extractor.comparable_to_paper is False
-    feats = extractor.features(_celeba_like_images(3, seed=4), pixel_range=(-1, 1), batch_size=2)
+    feats = extractor.features(
+        _celeba_like_images(3, seed=4), pixel_range="symmetric", batch_size=2
+    )
     assert feats.shape == (3, 2048) and np.all(np.isfinite(feats))
 
 
@@ -440,5 +461,5 @@ def test_mnist_frechet_score_orders_real_blurred_shuffled_and_noise(quick_classi
     assert scores["real"] < scores["shuffled"]
     assert scores["noise"] > 10 * scores["real"]
     # [-1, 1] inputs give the same score when told so.
-    same = mnist_frechet_score(clf, real * 2 - 1, reference * 2 - 1, pixel_range=(-1, 1))
+    same = mnist_frechet_score(clf, real * 2 - 1, reference * 2 - 1, pixel_range="symmetric")
     assert same == pytest.approx(scores["real"], rel=1e-4)

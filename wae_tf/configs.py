@@ -19,7 +19,9 @@ from typing import Any, Literal, get_args
 Dataset = Literal["mnist", "fashion_mnist", "celeba"]
 Model = Literal["wae_mmd", "wae_gan", "vae"]
 Variant = Literal["paper", "official_code"]
-PixelRange = Literal["unit", "symmetric"]  # [0, 1] or [-1, 1]
+PixelRange = Literal["unit", "symmetric"]  # the model's images: [0, 1] or [-1, 1]
+# The range of any images a function reads: a model's, or uint8-valued pictures in [0, 255].
+ImageRange = Literal["unit", "symmetric", "uint8"]
 Kernel = Literal["imq", "rbf"]  # MMD kernel
 Likelihood = Literal["bernoulli", "gaussian"]  # VAE decoder
 Schedule = Literal["paper", "official_code", "constant"]  # learning-rate schedule
@@ -44,6 +46,31 @@ DISTRIBUTIONS: tuple[str, ...] = get_args(Distribution)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 SPLIT_RULES: tuple[str, ...] = get_args(SplitRule)
 BATCH_ORDERS: tuple[str, ...] = get_args(BatchOrder)
+IMAGE_RANGES: tuple[str, ...] = get_args(ImageRange)
+PIXEL_BOUNDS: dict[str, tuple[float, float]] = {
+    "unit": (0.0, 1.0),
+    "symmetric": (-1.0, 1.0),
+    "uint8": (0.0, 255.0),
+}
+
+
+def pixel_bounds(pixel_range: ImageRange | tuple[float, float]) -> tuple[float, float]:
+    """(low, high) of the pixel range "unit", "symmetric" or "uint8"; the one converter
+    from a range's name to its numbers. A (low, high) pair with high > low, the older
+    spelling, is returned as floats."""
+    if isinstance(pixel_range, str):
+        if pixel_range not in PIXEL_BOUNDS:
+            raise ValueError(
+                f"pixel_range must be one of {', '.join(map(repr, IMAGE_RANGES))}; "
+                f"got {pixel_range!r}"
+            )
+        return PIXEL_BOUNDS[pixel_range]
+    low, high = (float(v) for v in pixel_range)
+    if not high > low:
+        raise ValueError(f"pixel_range must be (low, high) with high > low; got {pixel_range}")
+    return low, high
+
+
 # The split rules each dataset accepts; the first is the paper preset's.
 DATASET_SPLIT_RULES: dict[str, tuple[str, ...]] = {
     "mnist": ("standard", "official_code"),

@@ -49,6 +49,7 @@ from typing import Protocol
 import numpy as np
 
 from wae_tf import fileio
+from wae_tf.configs import ImageRange, pixel_bounds
 from wae_tf.errors import WaeError
 from wae_tf.metrics import frechet_distance, gaussian_statistics
 
@@ -90,7 +91,7 @@ class FeatureExtractor(Protocol):
     def features(
         self,
         images: np.ndarray,
-        pixel_range: tuple[float, float] = (0.0, 255.0),
+        pixel_range: ImageRange = "uint8",
         batch_size: int = 50,
     ) -> np.ndarray: ...
 
@@ -100,14 +101,15 @@ class FeatureExtractor(Protocol):
 # --------------------------------------------------------------------------
 
 
-def to_inception_range(images: np.ndarray, pixel_range: tuple[float, float]) -> np.ndarray:
+def to_inception_range(images: np.ndarray, pixel_range: ImageRange) -> np.ndarray:
     """Convert images to float32 RGB in [0, 255], the input range of the TTUR graph.
 
     Args:
         images: (N, H, W, 3), (N, H, W, 1) or (N, H, W); uint8 or float.
             Grayscale images (MNIST) are repeated over 3 channels.
-        pixel_range: (low, high) range of ``images``: (-1, 1) for CelebA model
-            outputs, (0, 1) for MNIST, (0, 255) for uint8 pictures.
+        pixel_range: range of ``images`` (`wae_tf.configs.ImageRange`): "symmetric"
+            ([-1, 1], CelebA model outputs), "unit" ([0, 1], MNIST) or "uint8" ([0, 255]
+            pictures).
 
     Returns:
         (N, H, W, 3) float32 in [0, 255] (values outside ``pixel_range`` are clipped).
@@ -119,9 +121,7 @@ def to_inception_range(images: np.ndarray, pixel_range: tuple[float, float]) -> 
         raise ValueError(
             f"images must have shape (N, H, W), (N, H, W, 1) or (N, H, W, 3); got {np.shape(images)}"
         )
-    lo, hi = (float(v) for v in pixel_range)
-    if not hi > lo:
-        raise ValueError(f"pixel_range must be (low, high) with high > low; got {pixel_range}")
+    lo, hi = pixel_bounds(pixel_range)
     x = (x.astype(np.float32) - lo) * np.float32(255.0 / (hi - lo))
     x = np.clip(x, 0.0, 255.0)
     if x.shape[-1] == 1:
@@ -137,7 +137,7 @@ def _batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
 
 
 def _run_batched(
-    fn, images: np.ndarray, pixel_range: tuple[float, float], batch_size: int, label: str
+    fn, images: np.ndarray, pixel_range: ImageRange, batch_size: int, label: str
 ) -> np.ndarray:
     """Apply ``fn`` ((B, H, W, 3) float32 in [0, 255] -> (B, ...)) over all images."""
     n = len(images)
@@ -240,7 +240,7 @@ class TTURInception:
     def features(
         self,
         images: np.ndarray,
-        pixel_range: tuple[float, float] = (0.0, 255.0),
+        pixel_range: ImageRange = "uint8",
         batch_size: int = 50,
     ) -> np.ndarray:
         """(N, 2048) float64 pool_3 features of images of any size (resized to 299 inside)."""
@@ -356,7 +356,7 @@ class KerasInceptionV3Features:
     def features(
         self,
         images: np.ndarray,
-        pixel_range: tuple[float, float] = (0.0, 255.0),
+        pixel_range: ImageRange = "uint8",
         batch_size: int = 50,
     ) -> np.ndarray:
         """(N, 2048) float64 features; see the class docstring."""
@@ -371,7 +371,7 @@ class KerasInceptionV3Features:
 def activation_statistics(
     extractor: FeatureExtractor,
     images: np.ndarray,
-    pixel_range: tuple[float, float],
+    pixel_range: ImageRange,
     batch_size: int = 50,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of the extractor's features, e.g. to cache real-data statistics."""
@@ -384,7 +384,7 @@ def fid_score(
     extractor: FeatureExtractor,
     images_a: np.ndarray,
     images_b: np.ndarray,
-    pixel_range: tuple[float, float],
+    pixel_range: ImageRange,
     batch_size: int = 50,
 ) -> float:
     """Fréchet distance between the extractor's features of two image sets.

@@ -34,6 +34,8 @@ import warnings
 import numpy as np
 import scipy.linalg
 
+from wae_tf.configs import ImageRange, pixel_bounds
+
 __all__ = [
     "CODE_SHARPNESS_BATCH",
     "GRAYSCALE_WEIGHTS",
@@ -197,18 +199,17 @@ def frechet_distance(act1: np.ndarray, act2: np.ndarray, eps: float = 1e-6) -> f
 # --------------------------------------------------------------------------
 
 
-def to_unit_range(images: np.ndarray, pixel_range: tuple[float, float]) -> np.ndarray:
-    """Affinely map images from ``pixel_range`` (e.g. (-1, 1)) to [0, 1], float64."""
-    lo, hi = (float(v) for v in pixel_range)
-    if not hi > lo:
-        raise ValueError(f"pixel_range must be (low, high) with high > low; got {pixel_range}")
+def to_unit_range(images: np.ndarray, pixel_range: ImageRange) -> np.ndarray:
+    """Affinely map images from ``pixel_range`` (e.g. "symmetric": [-1, 1]) to [0, 1],
+    float64."""
+    lo, hi = pixel_bounds(pixel_range)
     return (np.asarray(images, dtype=np.float64) - lo) / (hi - lo)
 
 
 def sharpness(
     images: np.ndarray,
-    pixel_range: tuple[float, float],
-    measure_range: tuple[float, float] = (0.0, 1.0),
+    pixel_range: ImageRange,
+    measure_range: ImageRange = "unit",
 ) -> np.ndarray:
     """Per-image sharpness: variance of the Laplacian of the grayscale image.
 
@@ -226,14 +227,14 @@ def sharpness(
     those for [0, 1]. Measured here on 500 real CelebA faces (64x64, centre
     crop): mean 0.022, median 0.020 in [0, 1]; mean 0.088, min-of-30 about
     0.027 in [-1, 1]. The [0, 1] mean matches Table 1's "true data 2e-2"
-    best, hence the default ``measure_range=(0, 1)``; pass
-    ``measure_range=(-1, 1)`` for the code's literal CelebA numbers, and see
+    best, hence the default ``measure_range="unit"``; pass
+    ``measure_range="symmetric"`` for the code's literal CelebA numbers, and see
     :func:`code_sharpness` for the code's statistic (min over 30 in [-1, 1]).
 
     Args:
         images: (N, H, W, C) with C in {1, 3}, or (N, H, W) grayscale; H, W >= 3.
-        pixel_range: (low, high) range of ``images``, e.g. (0, 1) for MNIST,
-            (-1, 1) for CelebA, (0, 255) for uint8 pictures.
+        pixel_range: range of ``images`` (`wae_tf.configs.ImageRange`): "unit" ([0, 1],
+            MNIST), "symmetric" ([-1, 1], CelebA) or "uint8" ([0, 255] pictures).
         measure_range: range the images are mapped to before measuring.
 
     Returns:
@@ -250,7 +251,7 @@ def sharpness(
         raise ValueError(
             f"images must be at least 3x3 for a VALID 3x3 Laplacian; got {x.shape[1:3]}"
         )
-    lo, hi = (float(v) for v in measure_range)
+    lo, hi = pixel_bounds(measure_range)
     x = to_unit_range(x, pixel_range) * (hi - lo) + lo
     gray = x[..., 0] if x.shape[-1] == 1 else x @ GRAYSCALE_WEIGHTS  # (N, H, W)
     # VALID 3x3 cross-correlation with the (symmetric) Laplacian, written out.
@@ -266,8 +267,8 @@ def sharpness(
 
 def mean_sharpness(
     images: np.ndarray,
-    pixel_range: tuple[float, float],
-    measure_range: tuple[float, float] = (0.0, 1.0),
+    pixel_range: ImageRange,
+    measure_range: ImageRange = "unit",
 ) -> float:
     """Mean of :func:`sharpness` over the images: our Table 1 statistic (see there and
     :func:`code_sharpness` for the official code's)."""
@@ -276,9 +277,9 @@ def mean_sharpness(
 
 def code_sharpness(
     images: np.ndarray,
-    pixel_range: tuple[float, float],
+    pixel_range: ImageRange,
     batch_size: int = CODE_SHARPNESS_BATCH,
-    measure_range: tuple[float, float] = (-1.0, 1.0),
+    measure_range: ImageRange = "symmetric",
 ) -> float:
     """The official code's sharpness number: the minimum of :func:`sharpness` over the
     first ``batch_size`` (30) images, measured with pixels in [-1, 1].
@@ -295,10 +296,10 @@ def code_sharpness(
     Args:
         images: (N, H, W, C) or (N, H, W), N >= ``batch_size``; the first ``batch_size``
             are used (as the code uses the first 30 of its shuffled data / a fixed draw).
-        pixel_range: (low, high) range of ``images``, e.g. (-1, 1) or (0, 255).
+        pixel_range: range of ``images``, e.g. "symmetric" or "uint8".
         batch_size: images in the batch (the code: 30).
         measure_range: range the images are mapped to before measuring (the code's
-            CelebA: (-1, 1)).
+            CelebA: "symmetric", [-1, 1]).
 
     Returns:
         A float >= 0: min over the batch of the per-image Laplacian variance.

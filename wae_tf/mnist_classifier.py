@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from wae_tf import fileio
+from wae_tf.configs import ImageRange, pixel_bounds
 from wae_tf.metrics import frechet_distance
 
 __all__ = [
@@ -81,15 +82,13 @@ def build_classifier(seed: int = 0):
     return keras.Model(inputs, logits, name="mnist_lenet")
 
 
-def _as_mnist_batch(
-    images: np.ndarray, pixel_range: tuple[float, float] = (0.0, 1.0)
-) -> np.ndarray:
+def _as_mnist_batch(images: np.ndarray, pixel_range: ImageRange = "unit") -> np.ndarray:
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[1:] != (28, 28, 1):
         raise ValueError(f"expected MNIST images of shape (N, 28, 28[, 1]); got {np.shape(images)}")
-    lo, hi = (float(v) for v in pixel_range)
+    lo, hi = pixel_bounds(pixel_range)
     if (lo, hi) != (0.0, 1.0):
         x = (x - lo) / (hi - lo)
     return x
@@ -239,14 +238,14 @@ def _keras_model(classifier):
 def penultimate_features(
     model,
     images: np.ndarray,
-    pixel_range: tuple[float, float] = (0.0, 1.0),
+    pixel_range: ImageRange = "unit",
     batch_size: int = 1000,
 ) -> np.ndarray:
     """(N, 128) float64 activations of the "features" layer (after ReLU, before dropout).
 
     Args:
         model: a classifier from this module (or a :class:`TrainedClassifier`).
-        images: (N, 28, 28[, 1]) in ``pixel_range`` (default [0, 1]).
+        images: (N, 28, 28[, 1]) in ``pixel_range`` (default "unit": [0, 1]).
     """
     import keras
 
@@ -262,7 +261,7 @@ def mnist_frechet_score(
     classifier,
     samples: np.ndarray,
     reference_images: np.ndarray,
-    pixel_range: tuple[float, float] = (0.0, 1.0),
+    pixel_range: ImageRange = "unit",
     batch_size: int = 1000,
 ) -> float:
     """Fréchet distance between penultimate features of ``samples`` and ``reference_images``.

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from wae_tf import fileio
-from wae_tf.configs import PIXEL_RANGES
+from wae_tf.configs import PIXEL_RANGES, PixelRange, pixel_bounds
 
 
-def to_uint8(images, pixel_range: str) -> np.ndarray:
+def to_uint8(images, pixel_range: PixelRange) -> np.ndarray:
     """Floats in [0, 1] ("unit") or [-1, 1] ("symmetric") -> uint8 in [0, 255], same shape.
 
     Values outside the range are clipped (a decoder output can overshoot by rounding);
@@ -34,9 +34,8 @@ def to_uint8(images, pixel_range: str) -> np.ndarray:
     x = np.asarray(images)
     if x.dtype == np.uint8:
         return x
-    x = x.astype(np.float32)
-    if pixel_range == "symmetric":
-        x = (x + 1.0) / 2.0
+    low, high = pixel_bounds(pixel_range)
+    x = (x.astype(np.float32) - low) / (high - low)  # exactly x for "unit", (x + 1) / 2 else
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
