@@ -93,7 +93,7 @@ def main(argv) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = get_config("celeba", "wae_mmd")
     if FLAGS.width:
-        config = configs.tiny(config, FLAGS.width)
+        config = configs.with_width(config, FLAGS.width)
     encoder = networks.build_encoder(config)
     decoder = networks.build_decoder(config)
     rng = np.random.default_rng(0)

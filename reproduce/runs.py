@@ -88,7 +88,7 @@ def run_config(options: Options, model: str):
 
     config = paper_config(options.dataset, model)
     if options.width is not None:
-        config = configs.tiny(config, options.width)
+        config = configs.with_width(config, options.width)
     overrides: dict[str, Any] = {"seed": options.seed, "split_rule": split_rule_of(options)}
     if options.epochs is not None:
         overrides["epochs"] = options.epochs

@@ -101,7 +101,7 @@ def tiny_config(model: str = "wae_mmd", epochs: int = 1, **overrides):
     """The CLI's `--width=4 --batch_size=50` MNIST config, as `config_from_flags` resolves it."""
     from wae_tf import configs
 
-    config = configs.tiny(configs.get_config("mnist", model), 4)
+    config = configs.with_width(configs.get_config("mnist", model), 4)
     return config.replace(batch_size=50, epochs=epochs, **overrides)
 
 

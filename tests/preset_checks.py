@@ -56,12 +56,12 @@ def real_optimizers(config: configs.Config, via: str = "compile") -> dict:
     """{"autoencoder" [, "adversary"]: the Adam that applies that sub-step in training}.
 
     via="compile": a compiled model's own (trained.build_compiled_model, as training does;
-    widths shrunk by `tiny`, which leaves every optimizer setting alone).
+    widths shrunk by `with_width`, which leaves every optimizer setting alone).
     via="make_optimizer": the optimizer compile() builds (models.py), without a model:
     30x cheaper, for the mutation check.
     """
     if via == "compile":
-        model = trained.build_compiled_model(configs.tiny(config, 2), STEPS_PER_EPOCH)
+        model = trained.build_compiled_model(configs.with_width(config, 2), STEPS_PER_EPOCH)
         found = {"autoencoder": model.step_optimizer(optimizers.AUTOENCODER)}
         if config.penalty == "gan":
             found["adversary"] = model.step_optimizer(optimizers.ADVERSARY)

@@ -220,7 +220,7 @@ def test_adversary_step_draws_fresh_input_noise_only_when_asked(fresh):
     input noise, as the code's second sess.run does (wae.py:605-611); without it, the
     AE step's noisy batch is reused. Counted on the model's SeedGenerator (one increment
     per draw): prior + noise (+ fresh noise) per step."""
-    config = configs.tiny(configs.get_config("mnist", "wae_gan"), 4).replace(
+    config = configs.with_width(configs.get_config("mnist", "wae_gan"), 4).replace(
         adversary_fresh_input_noise=fresh, batch_size=8
     )
     model = models.build_model(config)
@@ -235,7 +235,7 @@ def test_adversary_step_draws_fresh_input_noise_only_when_asked(fresh):
 _JAX_FRESH_NOISE_SCRIPT = """
 import numpy as np
 from wae_tf import configs, models
-config = configs.tiny(configs.get_config("mnist", "wae_gan"), 4).replace(
+config = configs.with_width(configs.get_config("mnist", "wae_gan"), 4).replace(
     adversary_fresh_input_noise=True, batch_size=8
 )
 model = models.build_model(config)

@@ -59,7 +59,7 @@ def _tiny_config(kind: str):
 
     # sync_batch_norm: BN statistics over the global batch, as on one device. Input
     # noise stays on (the default 0.01): each replica must take its rows of one draw.
-    config = configs.tiny(configs.get_config("mnist", kind), 4).replace(
+    config = configs.with_width(configs.get_config("mnist", kind), 4).replace(
         lr_schedule="constant", sync_batch_norm=True
     )
     if kind == "wae_gan":

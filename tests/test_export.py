@@ -29,7 +29,7 @@ ATOL = 1e-6
 
 
 def _tiny(dataset: str, kind: str):
-    return configs.tiny(configs.get_config(dataset, kind), 4).replace(lr_schedule="constant")
+    return configs.with_width(configs.get_config(dataset, kind), 4).replace(lr_schedule="constant")
 
 
 @pytest.fixture(scope="module")

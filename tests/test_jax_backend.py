@@ -75,7 +75,7 @@ def _parity_config(kind: str):
     from wae_tf import configs
 
     # No input noise and a constant learning rate: the step is deterministic given pz.
-    return configs.tiny(configs.get_config("mnist", kind), WIDTH).replace(
+    return configs.with_width(configs.get_config("mnist", kind), WIDTH).replace(
         input_noise_stddev=0.0, lr_schedule="constant"
     )
 
@@ -157,7 +157,7 @@ def _train_on_jax(out: Path) -> None:
     images = _stroke_images()
     results = {}
     for kind in KINDS:
-        config = configs.tiny(configs.get_config("mnist", kind), WIDTH).replace(
+        config = configs.with_width(configs.get_config("mnist", kind), WIDTH).replace(
             lr_schedule="constant"
         )
         runs = []

@@ -138,7 +138,7 @@ def test_one_train_step_with_either_form_gives_the_same_weights(kind, monkeypatc
 
     from wae_tf import configs, models, networks, optimizers
 
-    config = configs.tiny(configs.get_config("mnist", kind), 8).replace(
+    config = configs.with_width(configs.get_config("mnist", kind), 8).replace(
         batch_size=16, lr_schedule="constant", init_stddev=0.3
     )
     images = np.random.default_rng(0).random((16, 28, 28, 1), "float32")
@@ -175,7 +175,7 @@ def test_keras_files_load_across_the_two_forms(tmp_path, monkeypatch):
 
     from wae_tf import configs, models, networks
 
-    config = configs.tiny(configs.get_config("mnist", "wae_mmd"), 8)
+    config = configs.with_width(configs.get_config("mnist", "wae_mmd"), 8)
     z = np.random.default_rng(0).standard_normal((4, config.z_dim)).astype("float32")
     for saved, loaded in (("plain", "subpixel"), ("subpixel", "plain")):
         monkeypatch.setenv(networks.TRANSPOSED_CONV_ENV, saved)

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from wae_tf import optimizers
-from wae_tf.configs import get_config, tiny
+from wae_tf.configs import get_config, with_width
 from wae_tf.models import VAE, WAE, build_model
 
 KINDS = ["wae_mmd", "wae_gan", "vae"]
 
 
 def _config(model: str, **overrides):
-    return tiny(get_config("mnist", model), 16).replace(**{"seed": 3, **overrides})
+    return with_width(get_config("mnist", model), 16).replace(**{"seed": 3, **overrides})
 
 
 def _weights(variables):
@@ -127,7 +127,7 @@ def test_prior_draws_have_the_configured_scale():
 
 
 def test_encoder_pretraining_matches_prior_moments_and_stops_early(mnist_images):
-    config = tiny(get_config("mnist", "wae_mmd"), 32).replace(seed=1, pretrain_batch_size=256)
+    config = with_width(get_config("mnist", "wae_mmd"), 32).replace(seed=1, pretrain_batch_size=256)
     model = build_model(config)
     history = model.pretrain_encoder(mnist_images, verbose=False)
     # Starts far from P_Z (codes ~ 0, so cov mismatch ~ 1/d_z) and stops once below 0.1.

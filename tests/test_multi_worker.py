@@ -42,7 +42,7 @@ def _train_two_steps(out: Path) -> None:
     from wae_tf import configs, distribute, models, optimizers
 
     strategy = distribute.make_strategy("multi_worker") if os.environ.get("TF_CONFIG") else None
-    config = configs.tiny(configs.get_config("mnist", "wae_mmd"), 4).replace(
+    config = configs.with_width(configs.get_config("mnist", "wae_mmd"), 4).replace(
         lr_schedule="constant", sync_batch_norm=True
     )
     images = np.random.default_rng(0).random((GLOBAL_BATCH * STEPS, 28, 28, 1), "float32")

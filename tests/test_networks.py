@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from wae_tf import networks
-from wae_tf.configs import get_config, tiny
+from wae_tf.configs import get_config, with_width
 
 # Trainable parameter counts of the paper nets (paper_spec.md, from the official code).
 PAPER_COUNTS = {
@@ -41,7 +41,7 @@ def test_vae_encoder_outputs_mean_and_log_variance():
 
 @pytest.mark.parametrize("dataset", ["mnist", "celeba"])
 def test_encoder_halves_the_resolution_four_times_with_same_padding(dataset):
-    config = tiny(get_config(dataset, "wae_mmd"))
+    config = with_width(get_config(dataset, "wae_mmd"), 8)
     encoder = networks.build_encoder(config)
     convs = [layer for layer in encoder.layers if isinstance(layer, keras.layers.Conv2D)]
     size = config.image_shape[0]
@@ -58,7 +58,7 @@ def test_encoder_halves_the_resolution_four_times_with_same_padding(dataset):
 
 @pytest.mark.parametrize("dataset", ["mnist", "celeba"])
 def test_decoder_ends_with_stride_one_layer_and_range_activation(dataset):
-    config = tiny(get_config(dataset, "wae_mmd"))
+    config = with_width(get_config(dataset, "wae_mmd"), 8)
     decoder = networks.build_decoder(config)
     deconvs = [layer for layer in decoder.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
     assert [d.strides for d in deconvs] == [(2, 2)] * len(config.decoder_filters) + [(1, 1)]
@@ -88,7 +88,7 @@ def test_initialisers_follow_the_official_code():
 
 
 def test_tiny_override_keeps_the_topology():
-    paper, small = get_config("celeba", "wae_gan"), tiny(get_config("celeba", "wae_gan"), 4)
+    paper, small = get_config("celeba", "wae_gan"), with_width(get_config("celeba", "wae_gan"), 4)
     for build in (networks.build_encoder, networks.build_decoder, networks.build_adversary):
         a, b = build(paper), build(small)
         assert [type(layer) for layer in a.layers] == [type(layer) for layer in b.layers]
@@ -96,7 +96,7 @@ def test_tiny_override_keeps_the_topology():
 
 
 def test_same_seed_builds_identical_weights_and_other_seeds_differ():
-    config = tiny(get_config("mnist", "wae_mmd"))
+    config = with_width(get_config("mnist", "wae_mmd"), 8)
     a = networks.build_encoder(config).get_weights()
     b = networks.build_encoder(config).get_weights()
     c = networks.build_encoder(config.replace(seed=1)).get_weights()

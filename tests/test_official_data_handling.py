@@ -254,7 +254,7 @@ def test_validation_does_not_depend_on_the_test_files_order(mnist_dir, mnist_sor
     # and a batch's MMD against P_Z depends on that. The run's validation images are a
     # fixed-seed random order of the test split (streams.eval_order), so every batch mixes
     # the digits, whatever the file's order, and the batch MMD is the same.
-    config = configs.tiny(configs.get_config("mnist", "wae_mmd"), 4)
+    config = configs.with_width(configs.get_config("mnist", "wae_mmd"), 4)
     runs = {
         "file": trainer.load_data(config, mnist_dir, train_examples=100),
         "sorted": trainer.load_data(config, mnist_sorted_by_label, train_examples=100),

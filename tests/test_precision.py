@@ -18,7 +18,7 @@ BATCH = 8
 
 
 def _tiny(kind: str):
-    return configs.tiny(configs.get_config("mnist", kind), 4).replace(lr_schedule="constant")
+    return configs.with_width(configs.get_config("mnist", kind), 4).replace(lr_schedule="constant")
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ import pytest
 from conftest import REPO_ROOT, run_python
 
 from wae_tf import data, pretraining
-from wae_tf.configs import get_config, tiny
+from wae_tf.configs import get_config, with_width
 from wae_tf.models import build_model
 
 OFFICIAL_REPO = Path(
@@ -91,7 +91,7 @@ def test_pretraining_lr_is_the_autoencoders_lr_and_noise_is_on(dataset, model, v
 
 def _one_pretraining_step(images, **overrides):
     """Encoder weights (before, after) one pretraining step of a tiny MNIST WAE-MMD."""
-    config = tiny(get_config("mnist", "wae_mmd"), 4).replace(seed=2, **overrides)
+    config = with_width(get_config("mnist", "wae_mmd"), 4).replace(seed=2, **overrides)
     model = build_model(config)
     before = [np.array(v) for v in model.encoder.trainable_variables]
     losses = model.pretrain_encoder(images, steps=1, batch_size=32, verbose=False)
@@ -139,7 +139,7 @@ import json, numpy as np
 from wae_tf import configs, models
 images = np.random.default_rng(0).random((64, 28, 28, 1)).astype("float32")
 def run(**overrides):
-    config = configs.tiny(configs.get_config("mnist", "wae_mmd"), 4).replace(seed=2, **overrides)
+    config = configs.with_width(configs.get_config("mnist", "wae_mmd"), 4).replace(seed=2, **overrides)
     model = models.build_model(config)
     before = [np.array(v) for v in model.encoder.trainable_variables]
     model.pretrain_encoder(images, steps=1, batch_size=32, verbose=False)

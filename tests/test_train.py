@@ -540,7 +540,7 @@ def test_flags_resolve_to_the_preset_with_width_and_overrides():
         "--z_dim=16",
         "--epochs=2",
     )
-    expected = configs.tiny(configs.get_config("celeba", "wae_gan", "official_code"), 8)
+    expected = configs.with_width(configs.get_config("celeba", "wae_gan", "official_code"), 8)
     assert train.config_from_flags(values) == expected.replace(
         penalty_weight=3.0, z_dim=16, epochs=2
     )

@@ -388,8 +388,9 @@ def get_config(dataset: str, model: str, variant: str = "paper") -> Config:
     raise ValueError(f"unknown config variant {variant!r}; choose from {', '.join(VARIANTS)}")
 
 
-def tiny(config: Config, width: int = 8) -> Config:
-    """The same topology with every layer `width` wide: for tests and smoke runs."""
+def with_width(config: Config, width: int) -> Config:
+    """`config` with every layer `width` wide, the same topology (the CLI's --width: small
+    nets for tests and smoke runs)."""
     return config.replace(
         encoder_filters=(width,) * len(config.encoder_filters),
         decoder_filters=(width,) * len(config.decoder_filters),

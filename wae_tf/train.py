@@ -235,7 +235,7 @@ def config_from_flags(values: dict[str, Any] | flags.FlagValues) -> Config:
     get = values.__getitem__ if isinstance(values, dict) else lambda name: values[name].value
     config = configs.get_config(get("dataset"), get("model"), get("config"))
     if get("width") is not None:
-        config = configs.tiny(config, get("width"))
+        config = configs.with_width(config, get("width"))
     overrides = {name: get(name) for name in _OVERRIDES if get(name) is not None}
     return config.replace(**overrides)
 
