@@ -95,6 +95,7 @@ def test_pretraining_projects_its_time_from_the_first_steps_and_logs_while_it_ru
     assert len(logged_steps) == 7  # every LOG_EVERY_S (here: every step)
 
 
+@pytest.mark.slow
 def test_first_epoch_projects_the_run_and_a_resumed_run_the_epochs_left(mnist_images, caplog):
     model = models.build_model(tiny_config())
     steps = 4
@@ -166,6 +167,7 @@ def startup_env(**variables: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_help_with_all_tensorflow_logs_asked_for_prints_the_startup_lines_once():
     result = subprocess.run(
         [sys.executable, "-m", "wae_tf.train", "--help"],
@@ -183,6 +185,7 @@ def test_help_with_all_tensorflow_logs_asked_for_prints_the_startup_lines_once()
     assert result.stderr.count("cpu_feature_guard") <= 1, result.stderr
 
 
+@pytest.mark.slow
 def test_redirected_cli_run_is_one_line_per_epoch_without_startup_noise_and_says_how_long(
     mnist_dir, tmp_path
 ):
@@ -215,6 +218,7 @@ def test_redirected_cli_run_is_one_line_per_epoch_without_startup_noise_and_says
     assert (int(epoch_line.group(4)), int(epoch_line.group(5))) == (2, 2)  # 100 / 50, 2 epochs
 
 
+@pytest.mark.slow
 def test_tensorflow_python_warnings_are_printed_once_under_an_entry_point():
     # What a retracing warning takes: TensorFlow's Python logger, under absl's app.run.
     code = (
