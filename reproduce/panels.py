@@ -84,10 +84,7 @@ def reconstruction_panel(model, images_uint8: np.ndarray) -> np.ndarray:
 
     pixel_range = model.config.pixel_range
     reconstructed = reconstruct(model, to_model_range(images_uint8, pixel_range))
-    rows = visualize.interleave_rows(
-        images_uint8, visualize.to_uint8(reconstructed, pixel_range), PANEL_COLS
-    )
-    return visualize.image_grid(rows, 2 * len(images_uint8) // PANEL_COLS, PANEL_COLS)
+    return visualize.reconstruction_grid(images_uint8, reconstructed, pixel_range, PANEL_COLS)
 
 
 def sample_panel(model, seed: int) -> np.ndarray:

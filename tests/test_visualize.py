@@ -45,6 +45,17 @@ def test_interleave_rows_alternates_real_and_reconstructed_rows():
         visualize.interleave_rows(real, real, cols=4)
 
 
+def test_reconstruction_grid_puts_real_rows_above_their_reconstructions():
+    real = np.arange(1, 5, dtype=np.uint8)[:, None, None, None] * np.ones((4, 2, 2, 1), np.uint8)
+    outputs = np.array([-1.0, 0.0, 1.0, 1.5])[:, None, None, None] * np.ones((4, 2, 2, 1))
+    grid = visualize.reconstruction_grid(real, outputs, "symmetric", cols=2)
+    assert grid.shape == (4 * 2 + 3, 2 * 2 + 1, 1) and grid.dtype == np.uint8
+    cells = [[int(grid[3 * row, 3 * col, 0]) for col in range(2)] for row in range(4)]
+    assert cells == [[1, 2], [0, 128], [3, 4], [255, 255]]  # real, reconstructed, real, ...
+    with pytest.raises(ValueError, match="rows of 3"):
+        visualize.reconstruction_grid(real, outputs, "symmetric", cols=3)
+
+
 def test_save_png_round_trips_and_leaves_no_temporary_file(tmp_path):
     grid = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
     path = visualize.save_png(tmp_path / "sub" / "grid.png", grid)

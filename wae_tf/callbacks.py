@@ -323,11 +323,9 @@ def write_sample_grids(
     n = min(NUM_RECONSTRUCTIONS, len(test_images))
     cols = GRID_COLS if n >= GRID_COLS else n
     n -= n % cols
-    real = streams.to_model_range(test_images[:n], pixel_range)
-    reconstructed = visualize.to_uint8(model.reconstruct(real), pixel_range)
-    rows = visualize.interleave_rows(test_images[:n], reconstructed, cols)
+    reconstructed = model.reconstruct(streams.to_model_range(test_images[:n], pixel_range))
     reconstruction_path = visualize.save_png(
         directory / f"reconstructions_epoch_{epoch:04d}.png",
-        visualize.image_grid(rows, 2 * n // cols, cols),
+        visualize.reconstruction_grid(test_images[:n], reconstructed, pixel_range, cols),
     )
     return sample_path, reconstruction_path

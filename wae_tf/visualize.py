@@ -7,7 +7,8 @@ Conventions: images are NHWC. Model outputs are floats in the config's pixel ran
 
 The reconstruction panels of Figures 2 and 3 alternate rows: odd rows (1st, 3rd, ...)
 are real test points, even rows their reconstructions [paper, Fig. 2-3 captions];
-`interleave_rows` produces that order for `image_grid`.
+`reconstruction_grid` draws one (`interleave_rows` produces that order for `image_grid`),
+for the training run's progress grids and for the figures alike.
 
 No TensorFlow or Keras import: anything with `__array__` (numpy, Keras tensors) is accepted.
 """
@@ -87,6 +88,19 @@ def interleave_rows(real, reconstructed, cols: int) -> np.ndarray:
         axis=1,
     )  # (rows, 2, cols, h, w, C)
     return pairs.reshape(2 * len(real), *real.shape[1:])
+
+
+def reconstruction_grid(
+    real_uint8: np.ndarray, reconstructed, pixel_range: PixelRange, cols: int
+) -> np.ndarray:
+    """The reconstruction panel [paper, Fig. 2-3]: rows of `cols` real uint8 images (N, h, w,
+    C) (odd rows) above their reconstructions (even rows), one uint8 grid.
+
+    `reconstructed`: the model's outputs for `real_uint8`, floats in `pixel_range`; N must
+    be a multiple of `cols`.
+    """
+    rows = interleave_rows(real_uint8, to_uint8(reconstructed, pixel_range), cols)
+    return image_grid(rows, 2 * len(real_uint8) // cols, cols)
 
 
 def save_png(path: str | os.PathLike, grid) -> Path:
