@@ -11,6 +11,7 @@ import pytest
 import scipy.linalg
 import scipy.ndimage
 import scipy.signal
+from helpers import write_standin_inception_graph
 
 from wae_tf import inception, metrics
 
@@ -233,42 +234,9 @@ def test_sharpness_rejects_bad_shapes():
 # ---------------------------------------------------------------------------
 
 
-def _write_standin_inception_graph(path: Path) -> Path:
-    """A tiny graph with the TTUR Inception graph's interface.
-
-    Like classify_image_graph_def.pb: a single-image input, 'ExpandDims' adding
-    a batch dim of 1 (shape [1, ?, ?, 3]), an internal bilinear resize, the
-    (x - 128) / 128 rescaling, and 'pool_3' of shape [1, 1, 1, 2048] followed
-    by a reshape hard-coded to [1, 2048]. Shapes are recorded in the GraphDef
-    (_output_shapes) with that batch size of 1, as in the real file.
-    """
-    tf = pytest.importorskip("tensorflow")
-    graph = tf.Graph()
-    with graph.as_default():
-        image = tf.compat.v1.placeholder(tf.float32, [None, None, 3], name="Cast")
-        x = tf.expand_dims(image, 0, name="ExpandDims")
-        x = tf.compat.v1.image.resize_bilinear(x, [10, 10], name="ResizeBilinear")
-        x = tf.multiply(tf.subtract(x, 128.0, name="Sub"), 1.0 / 128.0, name="Mul")
-        # 24 live channels; the others are dead ReLUs (constant 0), as some Inception
-        # features nearly are. This keeps the 2048-d Fréchet distance cheap (see
-        # frechet_distance_from_statistics) -- a full-rank 2048x2048 sqrtm takes minutes here.
-        kernel = np.zeros((3, 3, 3, 2048), np.float32)
-        kernel[..., :24] = np.random.default_rng(0).normal(0, 0.5, size=(3, 3, 3, 24))
-        bias = np.full(2048, -1.0, np.float32)
-        bias[:24] = 0.1
-        x = tf.nn.conv2d(x, tf.constant(kernel), strides=[1, 1, 1, 1], padding="VALID")
-        x = tf.nn.relu(tf.nn.bias_add(x, tf.constant(bias)), name="mixed_10/join")
-        pool3 = tf.nn.avg_pool2d(x, [1, 8, 8, 1], [1, 1, 1, 1], "VALID", name="pool_3")
-        logits = tf.reshape(pool3, [1, 2048], name="pool_3/_reshape")
-        tf.nn.softmax(logits, name="softmax")
-    graph_def = graph.as_graph_def(add_shapes=True)
-    path.write_bytes(graph_def.SerializeToString())
-    return path
-
-
 @pytest.fixture(scope="module")
 def standin_extractor(tmp_path_factory):
-    pb = _write_standin_inception_graph(
+    pb = write_standin_inception_graph(
         tmp_path_factory.mktemp("inception") / inception.GRAPH_FILENAME
     )
     return inception.TTURInception.from_graph_def(pb)
@@ -352,6 +320,7 @@ def test_download_inception_graph_fails_cleanly_offline(tmp_path, monkeypatch):
     assert not (tmp_path / inception.GRAPH_FILENAME).exists()
 
 
+@pytest.mark.slow
 def test_keras_inception_v3_features_shape():
     extractor = inception.KerasInceptionV3Features(weights=None)
     assert extractor.comparable_to_paper is False
@@ -381,6 +350,7 @@ needs_mnist = pytest.mark.skipif(
 QUICK = {"epochs": 2, "num_train": 10_000, "batch_size": 64, "seed": 0}
 
 
+# It trains (~10 s on 2 cores): every test that uses it is marked slow.
 @pytest.fixture(scope="module")
 def quick_classifier(tmp_path_factory):
     from wae_tf.mnist_classifier import get_or_train_classifier
@@ -396,6 +366,7 @@ def mnist_test():
     return load("mnist", MNIST_DIR, "test"), load_labels("mnist", MNIST_DIR, "test")
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_quick_classifier_is_accurate_and_cached_with_a_sidecar(quick_classifier, mnist_test):
     from wae_tf.mnist_classifier import classifier_accuracy
@@ -412,6 +383,7 @@ def test_quick_classifier_is_accurate_and_cached_with_a_sidecar(quick_classifier
     assert not [p for p in clf.path.parent.iterdir() if ".tmp" in p.name]
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_cached_classifier_is_loaded_not_retrained(quick_classifier, mnist_test, monkeypatch):
     from wae_tf import mnist_classifier
@@ -434,6 +406,7 @@ def test_cached_classifier_is_loaded_not_retrained(quick_classifier, mnist_test,
     )
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_mnist_frechet_score_orders_real_blurred_shuffled_and_noise(quick_classifier, mnist_test):
     from wae_tf.mnist_classifier import mnist_frechet_score, penultimate_features
