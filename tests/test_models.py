@@ -25,6 +25,7 @@ def _changed(before, variables):
     return [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables, strict=True)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", KINDS)
 def test_training_lowers_reconstruction_and_mmd(model_name, mnist_images):
     model = build_model(_config(model_name, lr_schedule="constant"))
@@ -39,6 +40,7 @@ def test_training_lowers_reconstruction_and_mmd(model_name, mnist_images):
     assert all(np.isfinite(v[-1]) for v in history.values())
 
 
+@pytest.mark.slow
 def test_wae_gan_updates_each_network_only_with_its_own_optimizer(mnist_images):
     model = build_model(_config("wae_gan", lr_schedule="constant"))
     model.compile()
@@ -69,6 +71,7 @@ def test_schedule_needs_steps_per_epoch():
         model.compile()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", KINDS)
 def test_save_load_round_trip_gives_identical_outputs(model_name, mnist_images, tmp_path):
     model = build_model(_config(model_name))
@@ -95,6 +98,7 @@ def test_save_load_round_trip_gives_identical_outputs(model_name, mnist_images, 
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["wae_mmd", "wae_gan"])
 def test_same_seed_repeats_a_training_run_exactly(model_name, mnist_images):
     def run(seed):
@@ -126,6 +130,7 @@ def test_prior_draws_have_the_configured_scale():
     assert np.array_equal(np.asarray(model.sample(3, seed=1)), np.asarray(model.sample(3, seed=1)))
 
 
+@pytest.mark.slow
 def test_encoder_pretraining_matches_prior_moments_and_stops_early(mnist_images):
     config = with_width(get_config("mnist", "wae_mmd"), 32).replace(seed=1, pretrain_batch_size=256)
     model = build_model(config)
@@ -142,6 +147,7 @@ def test_vae_refuses_encoder_pretraining_with_one_clear_error(mnist_images):
         model.pretrain_encoder(mnist_images[:100], verbose=False)
 
 
+@pytest.mark.slow
 def test_pretraining_stops_below_the_threshold(mnist_images):
     model = build_model(_config("wae_mmd", pretrain_batch_size=100, pretrain_threshold=10.0))
     assert len(model.pretrain_encoder(mnist_images, verbose=False)) == 1
