@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO_ROOT, python_env
 from loopback_mirror import dead_url, read_files, serve
 from quick_figure_checks import assert_samples_vary, assert_scores_differ
@@ -78,6 +79,7 @@ def our_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line and not TF_STARTUP_NOISE.match(line)]
 
 
+@pytest.mark.slow
 def test_main_job_fetches_mnist_into_the_cache_and_draws_figure2(mnist_dir, tmp_path):
     with serve(read_files(mnist_dir, download.MNIST.files)) as mirror:
         result = run_fresh(tmp_path, *MAIN_JOB.split()[1:], WAE_TF_MNIST_MIRROR=mirror.url)
@@ -99,6 +101,7 @@ def test_main_job_fetches_mnist_into_the_cache_and_draws_figure2(mnist_dir, tmp_
     assert_scores_differ({m: numbers["mnist_frechet_score"] for m, numbers in models.items()})
 
 
+@pytest.mark.slow
 def test_main_job_with_the_mirror_down_fails_in_one_line_before_any_training(tmp_path):
     result = run_fresh(
         tmp_path, "-m", "reproduce.figure2", "--quick", timeout=120, WAE_TF_MNIST_MIRROR=dead_url()
@@ -112,6 +115,7 @@ def test_main_job_with_the_mirror_down_fails_in_one_line_before_any_training(tmp
     assert not (tmp_path / "work" / "runs").exists()  # nothing announced, trained or written
 
 
+@pytest.mark.slow
 def test_table1_without_data_fails_in_one_line_naming_data_dir_before_announcing(tmp_path):
     result = run_fresh(tmp_path, "-m", "reproduce.table1", timeout=120)
     assert result.returncode == 1
@@ -122,6 +126,7 @@ def test_table1_without_data_fails_in_one_line_naming_data_dir_before_announcing
     assert not (tmp_path / "work" / "runs").exists()
 
 
+@pytest.mark.slow
 def test_each_script_help_lists_its_own_flags_and_not_absls(tmp_path):
     own = ["--quick", "--out_dir", "--workdir", "--epochs", "--width", "--models", "--assemble"]
     scripts = {"figure2": own, "figure3": [*own, "--inception_graph"]}
@@ -149,6 +154,7 @@ def test_each_script_help_lists_its_own_flags_and_not_absls(tmp_path):
         assert "--logtostderr" not in stdout
 
 
+@pytest.mark.slow
 def test_a_stray_argument_is_one_line_naming_it_not_the_help(tmp_path):
     result = run_fresh(tmp_path, "-m", "reproduce.figure2", "--quick", "extra", timeout=120)
     assert result.returncode == 1

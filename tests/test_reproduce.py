@@ -158,6 +158,7 @@ def _expected_figure_width(image_size: int, magnification: int) -> int:
 # ======================================================================================
 
 
+@pytest.mark.slow
 def test_figure2_quick_writes_figure_curves_json_and_markdown(figure2_run):
     payload, out = figure2_run
     names = {"figure2.png", "figure2_training_curves.png", "figure2.json", "figure2.md"}
@@ -181,6 +182,7 @@ def test_figure2_quick_writes_figure_curves_json_and_markdown(figure2_run):
     ]
 
 
+@pytest.mark.slow
 def test_figure2_json_has_the_three_models_with_their_numbers(figure2_run):
     _, out = figure2_run
     payload = _read_json(out / "figure2.json")
@@ -203,6 +205,7 @@ def test_figure2_json_has_the_three_models_with_their_numbers(figure2_run):
     )
 
 
+@pytest.mark.slow
 def test_figure2_quick_run_says_it_is_reduced_scale_everywhere(figure2_run):
     payload, out = figure2_run
     assert payload["scale"]["reduced"] is True
@@ -242,6 +245,7 @@ def _assert_same_outputs(one_shot: Path, assembled: Path, names: list[str]) -> N
             assert _comparable_json(assembled / name) == _comparable_json(one_shot / name)
 
 
+@pytest.mark.slow
 def test_figure2_bundles_from_separate_runs_assemble_into_the_one_shot_figure_and_table(
     figure2_run, mnist_dir, tmp_path, monkeypatch
 ):
@@ -267,6 +271,7 @@ def test_figure2_bundles_from_separate_runs_assemble_into_the_one_shot_figure_an
     _assert_same_outputs(out, tmp_path / "c", names)
 
 
+@pytest.mark.slow
 def test_a_quick_bundle_is_small_and_a_paper_scale_bundle_is_bounded_far_below_16_mib(
     figure2_run,
 ):
@@ -305,6 +310,7 @@ def _assemble_figure2(copies, out: Path, *extra: str) -> dict:
     return figure2.run_with_args(["figure2", f"--assemble={dirs}", f"--out_dir={out}", *extra])
 
 
+@pytest.mark.slow
 def test_assembly_refuses_bundles_that_disagree_and_labels_them_when_allowed(figure2_run, tmp_path):
     _, out = figure2_run
     copies = _copy_bundles(out, tmp_path)
@@ -335,6 +341,7 @@ def test_assembly_refuses_bundles_that_disagree_and_labels_them_when_allowed(fig
     assert "scale.width: VAE 8 / WAE-MMD 8 / WAE-GAN 16**" in markdown
 
 
+@pytest.mark.slow
 def test_assembly_refuses_a_partial_set_unless_allowed_and_then_says_what_is_missing(
     figure2_run, tmp_path
 ):
@@ -363,6 +370,7 @@ def test_assembly_refuses_a_partial_set_unless_allowed_and_then_says_what_is_mis
             np.testing.assert_array_equal(shown, want)
 
 
+@pytest.mark.slow
 def test_assembly_refuses_two_bundles_of_one_model_and_bundles_of_another_kind(
     figure2_run, tmp_path
 ):
@@ -394,6 +402,7 @@ def _one_error_line(capsys, program: str, work) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["flipped_byte", "truncated"])
 def test_a_damaged_panels_file_is_one_line_naming_it(figure2_run, tmp_path, capsys, damage):
     _, out = figure2_run
@@ -412,6 +421,7 @@ def test_a_damaged_panels_file_is_one_line_naming_it(figure2_run, tmp_path, caps
     assert not (tmp_path / "out" / "figure2.png").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "garbage",
     [b"\x89PNG\r\n\x1a\n\x00\xff\xfe", b"hello,world\n1,2\n", b"epoch,loss\n1,2\nzz,??\n"],
@@ -430,6 +440,7 @@ def test_a_garbage_history_in_a_bundle_is_one_line_saying_it_is_unreadable(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_mixed_widths_are_stated_per_bundle_and_the_scale_line_fits_in_the_figure(
     figure2_run, tmp_path
 ):
@@ -446,6 +457,7 @@ def test_mixed_widths_are_stated_per_bundle_and_the_scale_line_fits_in_the_figur
     assert not red[:, :8].any() and not red[:, -8:].any()  # ...inside the margins
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_locked_out_dir_is_refused_before_it_writes_anything(
     figure2_run, mnist_dir, tmp_path, monkeypatch
 ):
@@ -478,6 +490,7 @@ def test_train_examples_beyond_the_split_names_the_flag(mnist_dir, tmp_path):
     assert "60000" in message and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoints", ["kept", "removed"])
 def test_a_damaged_final_model_of_a_reused_run_is_rebuilt_or_one_line(
     figure2_run, mnist_dir, tmp_path, monkeypatch, capsys, checkpoints
@@ -504,6 +517,7 @@ def test_a_damaged_final_model_of_a_reused_run_is_rebuilt_or_one_line(
         assert str(final) in line and "Traceback" not in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "flipped_byte", "sidecar"])
 def test_a_damaged_classifier_cache_is_rebuilt_with_one_warning(
     mnist_dir, tmp_path, caplog, damage
@@ -561,6 +575,7 @@ def test_cadence_flags_pass_straight_through_to_train(tmp_path, monkeypatch):
 # ======================================================================================
 
 
+@pytest.mark.slow
 def test_figure3_quick_writes_its_files_with_the_split_rule_and_null_fid(figure3_run):
     payload, out = figure3_run
     assert {"figure3.png", "figure3_training_curves.png", "figure3.json", "figure3.md"} <= {
@@ -584,6 +599,7 @@ def test_figure3_quick_writes_its_files_with_the_split_rule_and_null_fid(figure3
     assert "| sharpness (ours: mean, [0, 1]) | sharpness (code's: min of 30, [-1, 1]) |" in markdown
 
 
+@pytest.mark.slow
 def test_table1_without_inception_graph_has_null_fids_with_a_reason_and_sharpness(
     table1_without_graph,
 ):
@@ -612,6 +628,7 @@ def test_table1_without_inception_graph_has_null_fids_with_a_reason_and_sharpnes
     assert "sharpness (ours, REDUCED SCALE, code's statistic: min of 30, [-1, 1])" in markdown
 
 
+@pytest.mark.slow
 def test_celeba_bundles_assemble_into_the_one_shot_figure3_and_table1_either_way(
     figure3_run, table1_without_graph, celeba_dir, celeba_root, tmp_path, monkeypatch
 ):
@@ -644,6 +661,7 @@ def test_figure3_quick_shows_faces_not_a_grey_figure(figure3_run):
     assert_scores_differ({m: numbers["test_reconstruction_cost"] for m, numbers in models.items()})
 
 
+@pytest.mark.slow
 def test_table1_with_a_standin_inception_graph_gives_numeric_fids(table1_with_standin_graph):
     payload, out = table1_with_standin_graph
     saved = _read_json(out / "table1.json")
