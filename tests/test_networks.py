@@ -20,6 +20,7 @@ def _trainable(model: keras.Model) -> int:
     return int(sum(np.prod(v.shape) for v in model.trainable_variables))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["mnist", "celeba"])
 @pytest.mark.parametrize("model", ["wae_mmd", "wae_gan"])
 def test_paper_nets_have_the_exact_parameter_counts(dataset, model):
@@ -87,6 +88,7 @@ def test_initialisers_follow_the_official_code():
     assert all(not np.any(v.numpy()) for v in encoder.weights if v.name == "bias")
 
 
+@pytest.mark.slow
 def test_tiny_override_keeps_the_topology():
     paper, small = get_config("celeba", "wae_gan"), with_width(get_config("celeba", "wae_gan"), 4)
     for build in (networks.build_encoder, networks.build_decoder, networks.build_adversary):
