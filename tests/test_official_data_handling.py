@@ -56,6 +56,7 @@ def test_official_mnist_order_moves_rows_as_the_codes_np_random_shuffle():
     np.testing.assert_array_equal(labels, (np.arange(70) % 10)[order])
 
 
+@pytest.mark.slow
 def test_mnist_official_code_split_is_the_codes_pooled_shuffle(mnist_dir):
     # [code] datahandler.py:437-470: train and test pooled, shuffled (seed 123), the last
     # 10,000 held out. Pinned to the hashes of the code's own lines run under Python 2.7.
@@ -82,6 +83,7 @@ def test_mnist_split_rule_errors_name_the_flag(mnist_dir):
         data.load_uint8("mnist", mnist_dir, "test", split_rule="partition_file")
 
 
+@pytest.mark.slow
 def test_run_data_takes_the_configs_split_rule_and_records_it(mnist_dir):
     config = configs.get_config("mnist", "wae_mmd", "official_code")
     assert config.split_rule == "official_code"  # [code] datahandler.py:437-470
@@ -102,6 +104,7 @@ def test_run_data_takes_the_configs_split_rule_and_records_it(mnist_dir):
 # --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_celeba_default_split_is_the_codes_held_out_set_beside_a_partition_file(celeba_dir):
     # [code] datahandler.py:592-608 never reads list_eval_partition.txt: the code's test set
     # is the last 20,000 of its shuffled names. The shared 10k subset has the partition
@@ -249,6 +252,7 @@ def _mean_batch_mmd(run_data: trainer.RunData, batch: int = 100) -> float:
     return float(np.mean(values))
 
 
+@pytest.mark.slow
 def test_validation_does_not_depend_on_the_test_files_order(mnist_dir, mnist_sorted_by_label):
     # Validation batches of a test file sorted by label would each hold one or two digits,
     # and a batch's MMD against P_Z depends on that. The run's validation images are a
