@@ -36,6 +36,7 @@ def _all_finite(variables) -> bool:
     return all(np.all(np.isfinite(np.asarray(v.numpy(), dtype="float32"))) for v in variables)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("policy", distribute.PRECISIONS)
 def test_tiny_model_trains_without_non_finite_values(policy, kind, images):
@@ -65,6 +66,7 @@ def test_tiny_model_trains_without_non_finite_values(policy, kind, images):
         assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
+@pytest.mark.slow
 def test_wae_gan_sub_optimizers_each_get_a_dynamic_loss_scale_under_float16(images):
     with distribute.precision("mixed_float16"):
         model = models.build_model(_tiny("wae_gan"))
@@ -89,6 +91,7 @@ def _sgd_optimizer(config):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_loss_scaling_is_undone_exactly(kind, images):
     """float32 compute, SGD (whose step is proportional to the gradient), loss scale 2^15:
