@@ -125,6 +125,7 @@ def test_one_pretraining_step_moves_weights_by_the_pretraining_lr(
     assert _largest_move(before, after) == pytest.approx(expected_lr, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_pretraining_input_noise_changes_the_step_and_is_seeded(random_images):
     noisy = _one_pretraining_step(random_images)[1]
     again = _one_pretraining_step(random_images)[1]
@@ -156,6 +157,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_pretraining_on_jax_uses_the_lr_noise_and_seed_generator():
     out = run_python("-c", JAX_PRETRAINING_CHECK, KERAS_BACKEND="jax", timeout=600)
