@@ -23,9 +23,9 @@ The scripts are thin. The shared code, each module importing only modules listed
 calls), `runs` (training the models), `panels` (a model's column of the figure), `render`
 (PNG), `sample_metrics` (MNIST Fréchet score, FID, sharpness), `outputs` (JSON, markdown,
 files, provenance), `bundles` (one model's results on disk), `figure` (the pipeline).
+
+`import reproduce` (and its options, scale, ...) imports neither Keras nor TensorFlow: a
+module imports them inside the functions that need them, and each script's command line
+imports Keras first, through `wae_tf.console.quiet_tensorflow_startup` (TensorFlow's start-up
+lines once at most).
 """
-
-from wae_tf import console
-
-# The scripts are command-line programs: TensorFlow's C++ start-up lines once at most.
-console.quiet_tensorflow_startup()

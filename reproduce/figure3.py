@@ -161,6 +161,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    console.quiet_tensorflow_startup()  # TensorFlow's start-up lines once at most
     for flag in define_flags(flags.FLAGS, fid=True, name=NAME):
         flags.declare_key_flag(flag)  # --help lists this script's flags
     # --help exits 0; a bad flag, a stray argument or a known error is one line

@@ -289,6 +289,24 @@ def test_light_imports_load_no_keras_and_hook_no_imports():
     assert run.stdout.splitlines() == ["[]", "True True"]
 
 
+def test_reproduce_imports_load_no_keras():
+    """`import reproduce` and the modules a script imports before it parses its flags
+    (options, scale, the scripts themselves) import neither Keras, TensorFlow nor JAX:
+    `--help` and a flag error answer at once, and the script imports Keras itself, through
+    `console.quiet_tensorflow_startup`, with TensorFlow's start-up lines once at most."""
+    code = (
+        "import sys\n"
+        "import reproduce, reproduce.scale, reproduce.options\n"
+        "import reproduce.figure2, reproduce.figure3, reproduce.table1\n"
+        "print([m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules])"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.splitlines() == ["[]"]
+
+
 def test_no_module_is_over_the_line_limit():
     too_long = {}
     for path in project_modules().values():

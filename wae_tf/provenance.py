@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
 import wae_tf
@@ -37,6 +36,8 @@ def package_version(*names: str) -> str | None:
 
 def library_versions() -> dict[str, str | None]:
     """Python, wae_tf, Keras (and its backend), TensorFlow, JAX, NumPy and absl versions."""
+    import keras  # here, not at the top: `import reproduce` and wae_tf.rundir stay light
+
     return {
         "python": platform.python_version(),
         "wae_tf": wae_tf.__version__,
