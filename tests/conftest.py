@@ -105,6 +105,34 @@ def tiny_config(model: str = "wae_mmd", epochs: int = 1, **overrides):
     return config.replace(batch_size=50, epochs=epochs, **overrides)
 
 
+TINY_RUN_DATA = dict(train_examples=100, eval_examples=50, pretrain=False)
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_run(mnist_dir, tmp_path_factory):
+    """finished_tiny_run(model) -> (workdir, trained model): a finished 1-epoch run of
+    `tiny_config(model)` on 100 MNIST images (50 to evaluate, no pretraining), trained once
+    per session and shared. A test that changes the run works on a copy of its folder."""
+    from wae_tf import trainer
+
+    runs = {}
+
+    def finished(model: str):
+        if model not in runs:
+            workdir = tmp_path_factory.mktemp(f"tiny_{model}") / "run"
+            trained = trainer.train(
+                tiny_config(model, epochs=1),
+                workdir,
+                data_dir=mnist_dir,
+                verbose=0,
+                **TINY_RUN_DATA,
+            )
+            runs[model] = workdir, trained
+        return runs[model]
+
+    return finished
+
+
 def tiny_mnist_run_flags(mnist_dir: Path, workdir: Path, model: str = "wae_gan") -> list[str]:
     """`python -m wae_tf.train` flags of a seconds-long run: 4-wide nets, 100 images."""
     return [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from absl import flags
-from conftest import python_env, run_python, tiny_config
+from conftest import TINY_RUN_DATA, python_env, run_python, tiny_config
 from PIL import Image
 
 from wae_tf import callbacks, checkpoints, configs, console, data, rundir, train, trainer
@@ -63,6 +64,7 @@ def assert_same_weights(a, b) -> None:
 # ======================================================================================
 
 
+@pytest.mark.slow
 def test_cli_one_epoch_then_two_gives_two_history_rows_pngs_and_provenance(mnist_dir, tmp_path):
     workdir = tmp_path / "run"
     common = [
@@ -122,6 +124,7 @@ def test_cli_one_epoch_then_two_gives_two_history_rows_pngs_and_provenance(mnist
 KILL_EXAMPLES = 4000  # 80 steps per epoch: epoch 2 lasts long enough to be killed in
 
 
+# Trains 2 epochs of 80 steps: every test that uses it is marked slow.
 @pytest.fixture(scope="module")
 def reference_run(mnist_dir, tmp_path_factory):
     """An uninterrupted 2-epoch WAE-MMD run, in-process: (workdir, model)."""
@@ -174,6 +177,7 @@ def kill_test_args(mnist_dir: Path, workdir: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_kill_9_in_epoch_two_then_rerun_equals_the_uninterrupted_run(
     mnist_dir, tmp_path, reference_run
 ):
@@ -211,6 +215,7 @@ def test_kill_9_in_epoch_two_then_rerun_equals_the_uninterrupted_run(
     assert not any(np.array_equal(a, b) for a, b in pairs)  # it trained on from the checkpoint
 
 
+@pytest.mark.slow
 def test_sparse_checkpoints_and_validation_keep_the_math_and_a_kill_loses_under_n_epochs(
     mnist_dir, tmp_path, reference_run
 ):
@@ -281,14 +286,17 @@ def test_resume_restores_weights_optimizer_and_rng_state_from_the_checkpoint(tmp
 # ======================================================================================
 
 
-def test_an_extension_in_progress_has_no_final_model_to_serve(mnist_dir, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_an_extension_in_progress_has_no_final_model_to_serve(
+    mnist_dir, finished_tiny_run, tmp_path, monkeypatch
+):
     """Extending a finished run (--epochs up) removes its DONE.json: while the extension
     runs, or after it is killed, its old final.keras is not served as the run's model."""
     import keras
 
     workdir = tmp_path / "run"
-    common = dict(data_dir=mnist_dir, train_examples=100, eval_examples=50, pretrain=False)
-    trainer.train(tiny_config("wae_mmd", epochs=1), workdir, verbose=0, **common)
+    common = dict(data_dir=mnist_dir, **TINY_RUN_DATA)
+    shutil.copytree(finished_tiny_run("wae_mmd")[0], workdir)  # tiny_config("wae_mmd", 1)
     assert (workdir / "final.keras").is_file()
 
     def interrupted(*args, **kwargs):
@@ -303,16 +311,15 @@ def test_an_extension_in_progress_has_no_final_model_to_serve(mnist_dir, tmp_pat
     assert trainer.load_trained_model(workdir, allow_unfinished=True) is not None  # epoch 1
 
 
+@pytest.mark.slow
 def test_extending_a_finished_run_without_checkpoints_is_refused_and_loses_nothing(
-    mnist_dir, tmp_path
+    mnist_dir, finished_tiny_run, tmp_path
 ):
     """checkpoints/ deleted, then --epochs up: no silent restart from epoch 1 (it would
     replace the finished run's history and final model)."""
-    import shutil
-
     workdir = tmp_path / "run"
-    common = dict(data_dir=mnist_dir, train_examples=100, eval_examples=50, pretrain=False)
-    trainer.train(tiny_config("vae", epochs=1), workdir, verbose=0, **common)
+    common = dict(data_dir=mnist_dir, **TINY_RUN_DATA)
+    shutil.copytree(finished_tiny_run("vae")[0], workdir)  # tiny_config("vae", epochs=1)
     shutil.rmtree(workdir / "checkpoints")
     before = snapshot(workdir)
     with pytest.raises(rundir.WorkdirError, match="finished run but no checkpoint to extend"):
@@ -320,10 +327,14 @@ def test_extending_a_finished_run_without_checkpoints_is_refused_and_loses_nothi
     assert snapshot(workdir) == before
 
 
-def test_damaged_final_keras_is_named_and_rewritten_from_the_last_checkpoint(mnist_dir, tmp_path):
+@pytest.mark.slow
+def test_damaged_final_keras_is_named_and_rewritten_from_the_last_checkpoint(
+    mnist_dir, finished_tiny_run, tmp_path
+):
     workdir = tmp_path / "run"
-    common = dict(data_dir=mnist_dir, train_examples=100, eval_examples=50, pretrain=False)
-    trained = trainer.train(tiny_config("vae", epochs=1), workdir, verbose=0, **common)
+    common = dict(data_dir=mnist_dir, **TINY_RUN_DATA)
+    source, trained = finished_tiny_run("vae")  # tiny_config("vae", epochs=1)
+    shutil.copytree(source, workdir)
     final = workdir / "final.keras"
     final.write_bytes(final.read_bytes()[:20000])  # truncated
     with pytest.raises(trainer.DamagedModelFileError) as damaged:
@@ -339,6 +350,7 @@ def test_damaged_final_keras_is_named_and_rewritten_from_the_last_checkpoint(mni
     assert [row["epoch"] for row in history_rows(workdir)] == ["1"]
 
 
+@pytest.mark.slow
 def test_finished_run_is_loaded_not_retrained(mnist_dir, reference_run):
     workdir, reference = reference_run
     before = snapshot(workdir)
@@ -356,6 +368,7 @@ def test_finished_run_is_loaded_not_retrained(mnist_dir, reference_run):
     assert time.time() - start < 10
 
 
+@pytest.mark.slow
 def test_different_config_in_the_same_workdir_is_refused(mnist_dir, reference_run):
     workdir, _ = reference_run
     before = snapshot(workdir)
@@ -398,6 +411,7 @@ def test_non_empty_folder_without_a_run_is_refused(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_missing_data_dir_raises_the_data_error_and_writes_nothing(tmp_path, reference_run):
     workdir = tmp_path / "run"
     with pytest.raises(data.DataError, match="does not exist"):
@@ -411,6 +425,7 @@ def test_missing_data_dir_raises_the_data_error_and_writes_nothing(tmp_path, ref
     assert snapshot(existing) == before
 
 
+@pytest.mark.slow
 def test_cli_missing_data_dir_is_one_clear_line(tmp_path):
     workdir = tmp_path / "run"
     result = run_cli(
@@ -546,6 +561,7 @@ def test_flags_resolve_to_the_preset_with_width_and_overrides():
     )
 
 
+@pytest.mark.slow
 def test_cli_unknown_dataset_exits_with_the_flag_error():
     result = run_cli("--dataset=svhn", "--model=wae_mmd", "--workdir=unused")
     assert result.returncode != 0
@@ -558,6 +574,7 @@ def test_cli_unknown_dataset_exits_with_the_flag_error():
 # ======================================================================================
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_naming_the_metric_and_writes_no_checkpoint(mnist_dir, tmp_path):
     workdir = tmp_path / "run"
     with pytest.raises(
@@ -576,6 +593,7 @@ def test_nan_loss_stops_naming_the_metric_and_writes_no_checkpoint(mnist_dir, tm
     assert not (workdir / "history.csv").exists()
 
 
+@pytest.mark.slow
 def test_cli_divergence_is_the_last_line_without_tensorflows_finalizer_error(mnist_dir, tmp_path):
     args = [f"--data_dir={mnist_dir}", f"--workdir={tmp_path / 'run'}", "--learning_rate=1e30"]
     args += ["--train_examples=100", "--eval_examples=50", "--verbose=0", *SMOKE]
@@ -589,6 +607,7 @@ def test_cli_divergence_is_the_last_line_without_tensorflows_finalizer_error(mni
     assert last.startswith("wae_tf.train: error: training diverged: non-finite"), last
 
 
+@pytest.mark.slow
 def test_sample_every_zero_writes_no_grids(mnist_dir, tmp_path):
     workdir = tmp_path / "run"
     trainer.train(
