@@ -27,6 +27,7 @@ from absl import logging
 from reproduce.inference import generate_samples, to_model_range
 from reproduce.options import MODEL_LABELS, Options, ReproError, quick_settings
 from reproduce.runs import TrainedRun, split_rule_of
+from wae_tf.configs import ImageRange
 
 Evaluator = Callable[[TrainedRun, np.ndarray], dict[str, Any]]
 
@@ -99,7 +100,7 @@ def mnist_evaluator(options: Options) -> Evaluator:
         logging.info("%s: Fréchet score of %d samples", MODEL_LABELS[run.name], n)
         samples = generate_samples(run.model, n, options.seed + 1)
         score = mnist_classifier.mnist_frechet_score(
-            cache["classifier"], samples, cache["reference"], pixel_range=(0.0, 1.0)
+            cache["classifier"], samples, cache["reference"], pixel_range="unit"
         )
         return {"mnist_frechet_score": score, "mnist_classifier": cache["info"]}
 
@@ -188,7 +189,7 @@ def code_real_sharpness(options: Options) -> float:
     from wae_tf import metrics
 
     first = _first_train_images(options, metrics.CODE_SHARPNESS_BATCH)
-    return metrics.code_sharpness(first, (0.0, 255.0))
+    return metrics.code_sharpness(first, "uint8")
 
 
 def make_fid_extractor(options: Options) -> tuple[Any | None, dict[str, Any]]:
@@ -254,7 +255,7 @@ SHARPNESS_DEFINITIONS = {
 }
 
 
-def sharpness_numbers(images: np.ndarray, pixel_range: tuple[float, float]) -> dict[str, float]:
+def sharpness_numbers(images: np.ndarray, pixel_range: ImageRange) -> dict[str, float]:
     """{"sharpness": ours, "sharpness_code": the code's} (SHARPNESS_DEFINITIONS)."""
     from wae_tf import metrics
 
@@ -294,19 +295,19 @@ def celeba_evaluator(
         feats = None
         if extractor is not None:
             logging.info("FID: features of %d real images", len(real.reference))
-            feats = extractor.features(real.reference, pixel_range=(0, 255))
+            feats = extractor.features(real.reference, pixel_range="uint8")
         logging.info("true data: %d vs %d real images", len(real.half_a), len(real.half_b))
         # half_a is a prefix of the reference set: its features are already computed.
         half_a_feats = None if feats is None else feats[: len(real.half_a)]
         true_data = {
-            **sharpness_numbers(real.reference, (0.0, 255.0)),
+            **sharpness_numbers(real.reference, "uint8"),
             # the code measures real images on the training set, not on this pool
             "sharpness_code": code_real_sharpness(options),
             "num_samples": len(real.reference),
             "fid_set_sizes": [len(real.half_a), len(real.half_b)],
-            **_fid_entry(extractor, fid_info, real.half_b, (0.0, 255.0), half_a_feats),
+            **_fid_entry(extractor, fid_info, real.half_b, "uint8", half_a_feats),
         }
-        test_sharpness = sharpness_numbers(test, (0.0, 255.0))
+        test_sharpness = sharpness_numbers(test, "uint8")
         return {
             "feats": feats,
             "numbers": {
@@ -325,10 +326,10 @@ def celeba_evaluator(
         logging.info("%s: %d samples for FID / sharpness", MODEL_LABELS[run.name], n)
         samples = generate_samples(run.model, n, seed)
         return {
-            **sharpness_numbers(samples, (-1.0, 1.0)),
+            **sharpness_numbers(samples, "symmetric"),
             "num_samples": n,
             "sample_seed": seed,
-            **_fid_entry(extractor, fid_info, samples, (-1.0, 1.0), cache["feats"]),
+            **_fid_entry(extractor, fid_info, samples, "symmetric", cache["feats"]),
             **cache["numbers"],
         }
 
@@ -336,7 +337,11 @@ def celeba_evaluator(
 
 
 def _fid_entry(
-    extractor, fid_info: dict[str, Any], images: np.ndarray, pixel_range, other_feats
+    extractor,
+    fid_info: dict[str, Any],
+    images: np.ndarray,
+    pixel_range: ImageRange,
+    other_feats,
 ) -> dict[str, Any]:
     """{"fid": d(features of images, other_feats)}, or {"fid": None, "fid_reason": ...}."""
     from wae_tf import metrics

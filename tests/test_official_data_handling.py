@@ -321,7 +321,7 @@ def test_true_data_code_sharpness_is_on_the_first_30_training_images(celeba_400,
     decoded = np.stack(
         [celeba.decode_celeba_file(celeba_400 / "img_align_celeba" / n) for n in first_train]
     )
-    expected = metrics.code_sharpness(decoded, (0.0, 255.0))
+    expected = metrics.code_sharpness(decoded, "uint8")
     assert code_real_sharpness(options) == pytest.approx(expected, rel=1e-6)
     evaluate = celeba_evaluator(options, None, {"reason": "no graph"})
     test = data.load_uint8("celeba", celeba_400, "test")
@@ -329,7 +329,7 @@ def test_true_data_code_sharpness_is_on_the_first_30_training_images(celeba_400,
     assert numbers["true_data"]["sharpness_code"] == pytest.approx(expected, rel=1e-6)
     # Not the first 30 of the shuffled real pool (what the row measured before).
     pool = load_celeba_real_images(options, options.num_samples).reference
-    assert metrics.code_sharpness(pool, (0.0, 255.0)) != pytest.approx(expected, rel=1e-3)
+    assert metrics.code_sharpness(pool, "uint8") != pytest.approx(expected, rel=1e-3)
 
 
 # --------------------------------------------------------------------------------------

@@ -54,21 +54,14 @@ PIXEL_BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 
-def pixel_bounds(pixel_range: ImageRange | tuple[float, float]) -> tuple[float, float]:
+def pixel_bounds(pixel_range: ImageRange) -> tuple[float, float]:
     """(low, high) of the pixel range "unit", "symmetric" or "uint8"; the one converter
-    from a range's name to its numbers. A (low, high) pair with high > low, the older
-    spelling, is returned as floats."""
-    if isinstance(pixel_range, str):
-        if pixel_range not in PIXEL_BOUNDS:
-            raise ValueError(
-                f"pixel_range must be one of {', '.join(map(repr, IMAGE_RANGES))}; "
-                f"got {pixel_range!r}"
-            )
-        return PIXEL_BOUNDS[pixel_range]
-    low, high = (float(v) for v in pixel_range)
-    if not high > low:
-        raise ValueError(f"pixel_range must be (low, high) with high > low; got {pixel_range}")
-    return low, high
+    from a range's name to its numbers (every caller names its range)."""
+    if pixel_range not in PIXEL_BOUNDS:
+        raise ValueError(
+            f"pixel_range must be one of {', '.join(map(repr, IMAGE_RANGES))}; got {pixel_range!r}"
+        )
+    return PIXEL_BOUNDS[pixel_range]
 
 
 # The split rules each dataset accepts; the first is the paper preset's.
