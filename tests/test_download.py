@@ -65,6 +65,7 @@ def test_corrupted_file_is_refused_in_one_line_and_nothing_is_installed(
     assert not list((tmp_path / "mnist").glob(".*"))  # no .part kept of a wrong file
 
 
+@pytest.mark.slow
 def test_corrupted_first_mirror_falls_back_to_the_next(mirror, tmp_path, monkeypatch):
     bad_server_files = {name: gzip.compress(b"not mnist") for name in NAMES}
     with serve(bad_server_files, prefix="") as first:
@@ -84,6 +85,7 @@ def test_corrupted_first_mirror_falls_back_to_the_next(mirror, tmp_path, monkeyp
     assert len(first.requests) == 4  # each file tried there first
 
 
+@pytest.mark.slow
 def test_transfer_cut_off_half_way_is_resumed_with_a_range_request(
     mirror, mnist_dir, tmp_path, monkeypatch
 ):
@@ -150,6 +152,7 @@ def test_a_part_file_longer_than_the_file_starts_over_after_the_servers_416(
     assert download.verified(download.MNIST, folder)
 
 
+@pytest.mark.slow
 def test_a_mirror_that_never_answers_is_named_with_its_time_out_while_it_is_awaited(
     tmp_path, monkeypatch
 ):

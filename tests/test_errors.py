@@ -38,6 +38,7 @@ print(json.dumps(found))
 """
 
 
+@pytest.mark.slow
 def test_every_exception_class_of_the_project_is_a_wae_error():
     run = run_python("-c", INTROSPECT)
     assert run.returncode == 0, run.stderr[-3000:]

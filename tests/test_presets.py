@@ -108,6 +108,7 @@ def random_images():
     return np.random.default_rng(0).random((64, 28, 28, 1)).astype("float32")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "expected_lr"),
     [

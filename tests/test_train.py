@@ -262,6 +262,7 @@ def test_cadence_runs_every_n_epochs_and_after_the_last():
     assert not any(due(0, e, last_epoch=4) for e in range(1, 5))  # 0: never
 
 
+@pytest.mark.slow
 def test_resume_restores_weights_optimizer_and_rng_state_from_the_checkpoint(tmp_path):
     config = tiny_config("wae_gan")
     model = trainer.build_compiled_model(config, steps_per_epoch=3)
