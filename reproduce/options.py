@@ -20,6 +20,7 @@ from typing import Any
 
 from absl import flags
 
+from wae_tf import console
 from wae_tf import provenance as provenance_lib
 from wae_tf.errors import WaeError
 
@@ -353,12 +354,11 @@ def parse_args(argv: Sequence[str], dataset: str, *, fid: bool, name: str | None
 
 
 def exit_on_error(program: str, work: Callable[[], Any]) -> Any:
-    """Run `work`; a known error (a bad flag or folder, bad data, a failed training run, a
-    full disk) becomes one line on stderr and exit status 1."""
-    from wae_tf import data, fileio, trainer
-
+    """Run `work`; a known error (a `wae_tf.errors.WaeError`: a bad flag or folder, bad
+    data, a failed training run, a full disk, a missing Inception graph, ...) becomes one
+    line on stderr, "<program>: error: ...", and exit status 1."""
     try:
         return work()
-    except (ReproError, data.DataError, trainer.TrainError, fileio.WriteError) as e:
-        print(f"{program}: error: {e}", file=sys.stderr)
+    except WaeError as e:
+        print(f"{program}: error: {console.one_line(e)}", file=sys.stderr)
         sys.exit(1)
