@@ -38,7 +38,7 @@ from absl import flags
 
 from reproduce import bundles, figure
 from reproduce.bundles import BundleSet
-from reproduce.options import MODEL_LABELS, MODELS, Options, define_flags, parse_args
+from reproduce.options import MODEL_LABELS, MODELS, Options, define_flags
 from reproduce.outputs import fmt, label_lines, markdown_table, provenance_lines
 from reproduce.sample_metrics import MNIST_SHARED
 from wae_tf import console
@@ -138,11 +138,6 @@ def make_figure2(options: Options) -> dict[str, Any]:
     assemble and write the outputs. Returns the JSON payload (or, for fewer than three
     models, the bundles written)."""
     return figure.make(options, KIND, figure.mnist_bundles, assemble)
-
-
-def run_with_args(argv: Sequence[str]) -> dict[str, Any]:
-    """`python -m reproduce.figure2 ARGS` in-process (own FlagValues): for tests."""
-    return make_figure2(parse_args(argv, DATASET, fid=False, name=NAME))
 
 
 def main(argv: Sequence[str]) -> None:

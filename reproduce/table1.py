@@ -37,7 +37,7 @@ from absl import flags
 
 from reproduce import bundles, figure
 from reproduce.bundles import BundleSet
-from reproduce.options import MODEL_LABELS, MODELS, Options, define_flags, parse_args
+from reproduce.options import MODEL_LABELS, MODELS, Options, define_flags
 from reproduce.outputs import (
     fmt,
     json_bytes,
@@ -169,11 +169,6 @@ def make_table1(options: Options) -> dict[str, Any]:
     with all three models, write table1.md and table1.json. Returns the JSON payload (or,
     for fewer than three models, the bundles written)."""
     return figure.make(options, KIND, figure.celeba_bundles, assemble)
-
-
-def run_with_args(argv: Sequence[str]) -> dict[str, Any]:
-    """`python -m reproduce.table1 ARGS` in-process (own FlagValues): for tests."""
-    return make_table1(parse_args(argv, DATASET, fid=True, name=NAME))
 
 
 def main(argv: Sequence[str]) -> None:

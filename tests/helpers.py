@@ -3,11 +3,15 @@
 - `write_standin_inception_graph`: one tiny GraphDef with the TTUR Inception graph's
   interface, used by tests/test_metrics.py (the loader) and tests/test_reproduce.py
   (Table 1's numeric FIDs) instead of a real 95 MB download.
+- `run_script`: `python -m reproduce.<script> ARGS` in-process, on its own flag values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,3 +48,15 @@ def write_standin_inception_graph(path: Path) -> Path:
     graph_def = graph.as_graph_def(add_shapes=True)
     path.write_bytes(graph_def.SerializeToString())
     return path
+
+
+def run_script(script: ModuleType, argv: Sequence[str]) -> dict[str, Any]:
+    """`python -m reproduce.<script> ARGS` in-process (`script`: reproduce.figure2, figure3
+    or table1; argv[0]: its name): the Options `reproduce.options.parse_args` makes of
+    `argv` on a fresh FlagValues (nothing global is touched), given to the script's
+    make_<script>, as its main does. A known error is raised, not turned into a line."""
+    from reproduce.options import parse_args
+
+    fid = script.DATASET == "celeba"  # figure3 and table1 add the FID flags
+    options = parse_args(argv, script.DATASET, fid=fid, name=script.NAME)
+    return getattr(script, f"make_{script.NAME}")(options)

@@ -1,6 +1,6 @@
 """The reproduce scripts (Figures 2-3, Table 1): run with --quick on the shared real data.
 
-The three scripts run in-process with their own flag values (`run_with_args`). Figure 2's
+The three scripts run in-process with their own flag values (`helpers.run_script`). Figure 2's
 plumbing runs on tiny nets (PLUMBING: width 8, 300 train images, 1 epoch; README's
 `figure2 --quick` itself runs in tests/test_first_run.py); figure3 runs README's
 `--quick` as it is, and both table1 runs share its workdir, so the CelebA models are
@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
+from helpers import run_script
 from PIL import Image
 from quick_figure_checks import assert_samples_vary, assert_scores_differ
 
@@ -61,14 +62,15 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def figure2_run(mnist_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("figure2")
-    payload = figure2.run_with_args(
+    payload = run_script(
+        figure2,
         [
             "figure2",
             *PLUMBING,
             f"--data_dir={mnist_dir}",
             f"--workdir={root / 'runs'}",
             f"--out_dir={root / 'out'}",
-        ]
+        ],
     )
     return payload, root / "out"
 
@@ -91,14 +93,14 @@ def _celeba_args(name: str, celeba_dir: Path, root: Path, out: str, *extra: str)
 
 @pytest.fixture(scope="module")
 def figure3_run(celeba_dir, celeba_root):
-    payload = figure3.run_with_args(_celeba_args("figure3", celeba_dir, celeba_root, "fig3"))
+    payload = run_script(figure3, _celeba_args("figure3", celeba_dir, celeba_root, "fig3"))
     return payload, celeba_root / "fig3"
 
 
 @pytest.fixture(scope="module")
 def table1_without_graph(celeba_dir, celeba_root, figure3_run):
     out = "table_no_graph"
-    payload = table1.run_with_args(_celeba_args("table1", celeba_dir, celeba_root, out))
+    payload = run_script(table1, _celeba_args("table1", celeba_dir, celeba_root, out))
     return payload, celeba_root / out
 
 
@@ -133,8 +135,8 @@ def _write_standin_ttur_graph(path: Path) -> Path:
 def table1_with_standin_graph(celeba_dir, celeba_root, figure3_run):
     graph = _write_standin_ttur_graph(celeba_root / "classify_image_graph_def.pb")
     out = "table_standin"
-    payload = table1.run_with_args(
-        _celeba_args("table1", celeba_dir, celeba_root, out, f"--inception_graph={graph}")
+    payload = run_script(
+        table1, _celeba_args("table1", celeba_dir, celeba_root, out, f"--inception_graph={graph}")
     )
     return payload, celeba_root / out
 
@@ -253,18 +255,18 @@ def test_figure2_bundles_from_separate_runs_assemble_into_the_one_shot_figure_an
     monkeypatch.setattr(keras.Model, "fit", _no_fit)  # the finished runs are reused, not retrained
     workdir = Path(payload["models"]["vae"]["workdir"]).parents[1]
     quick = [*PLUMBING, f"--data_dir={mnist_dir}", f"--workdir={workdir}"]
-    first = figure2.run_with_args(
-        ["figure2", *quick, "--models=vae,wae_mmd", f"--out_dir={tmp_path / 'a'}"]
+    first = run_script(
+        figure2, ["figure2", *quick, "--models=vae,wae_mmd", f"--out_dir={tmp_path / 'a'}"]
     )
-    second = figure2.run_with_args(
-        ["figure2", *quick, "--models=wae_gan", f"--out_dir={tmp_path / 'b'}"]
+    second = run_script(
+        figure2, ["figure2", *quick, "--models=wae_gan", f"--out_dir={tmp_path / 'b'}"]
     )
     # Fewer than three models: bundles only, no figure.
     assert first["assembled"] is False and len(first["bundles"]) == 2
     assert [p.name for p in (tmp_path / "a").iterdir() if p.name != ".lock"] == ["bundles"]
     dirs = [*second["bundles"], *first["bundles"]]  # any order
-    assembled = figure2.run_with_args(
-        ["figure2", f"--assemble={','.join(dirs)}", f"--out_dir={tmp_path / 'c'}"]
+    assembled = run_script(
+        figure2, ["figure2", f"--assemble={','.join(dirs)}", f"--out_dir={tmp_path / 'c'}"]
     )
     assert list(assembled["models"]) == list(MODELS)
     names = ["figure2.png", "figure2_training_curves.png", "figure2.md", "figure2.json"]
@@ -307,7 +309,7 @@ def _edit_json(path: Path, edit) -> None:
 
 def _assemble_figure2(copies, out: Path, *extra: str) -> dict:
     dirs = ",".join(str(p) for p in copies)
-    return figure2.run_with_args(["figure2", f"--assemble={dirs}", f"--out_dir={out}", *extra])
+    return run_script(figure2, ["figure2", f"--assemble={dirs}", f"--out_dir={out}", *extra])
 
 
 @pytest.mark.slow
@@ -470,11 +472,11 @@ def test_a_second_run_on_a_locked_out_dir_is_refused_before_it_writes_anything(
     with OutDirLock(tmp_path / "out") as first_run:  # the first run, still drawing
         first_run.acquire()
         with pytest.raises(ReproError, match="--out_dir=.* is in use by another reproduce run"):
-            figure2.run_with_args(["figure2", *args, f"--out_dir={tmp_path / 'out'}"])
+            run_script(figure2, ["figure2", *args, f"--out_dir={tmp_path / 'out'}"])
         with pytest.raises(ReproError, match="in use"):
             bundle_dirs = ",".join(str(bundles.bundle_dir(out, "figure2", m)) for m in MODELS)
-            figure2.run_with_args(
-                ["figure2", f"--assemble={bundle_dirs}", f"--out_dir={tmp_path / 'out'}"]
+            run_script(
+                figure2, ["figure2", f"--assemble={bundle_dirs}", f"--out_dir={tmp_path / 'out'}"]
             )
     after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert after == before  # the first run's bundles and figure are untouched
@@ -484,7 +486,7 @@ def test_train_examples_beyond_the_split_names_the_flag(mnist_dir, tmp_path):
     args = ["figure2", *PLUMBING[:-2], "--train_examples=100000", f"--data_dir={mnist_dir}"]
     args += [f"--workdir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'out'}"]
     with pytest.raises(ReproError) as error:
-        figure2.run_with_args(args)
+        run_script(figure2, args)
     message = str(error.value)
     assert message.startswith("--train_examples=100000 but ") and "num_examples" not in message
     assert "60000" in message and not (tmp_path / "runs").exists()
@@ -509,11 +511,11 @@ def test_a_damaged_final_model_of_a_reused_run_is_rebuilt_or_one_line(
     args = ["figure2", *PLUMBING, f"--data_dir={mnist_dir}", f"--workdir={tmp_path / 'runs'}"]
     args += ["--models=vae", f"--out_dir={tmp_path / 'out'}"]
     if checkpoints == "kept":
-        result = figure2.run_with_args(args)  # final.keras rebuilt from the last checkpoint
+        result = run_script(figure2, args)  # final.keras rebuilt from the last checkpoint
         assert len(result["bundles"]) == 1
         keras.saving.load_model(final)
     else:
-        line = _one_error_line(capsys, "figure2", lambda: figure2.run_with_args(args))
+        line = _one_error_line(capsys, "figure2", lambda: run_script(figure2, args))
         assert str(final) in line and "Traceback" not in line
 
 
@@ -635,8 +637,9 @@ def test_celeba_bundles_assemble_into_the_one_shot_figure3_and_table1_either_way
     _, fig3_out = figure3_run
     _, table_out = table1_without_graph
     monkeypatch.setattr(keras.Model, "fit", _no_fit)  # reuses the runs figure3 trained
-    separate = table1.run_with_args(
-        _celeba_args("table1", celeba_dir, celeba_root, str(tmp_path / "b"), "--models=wae_gan")
+    separate = run_script(
+        table1,
+        _celeba_args("table1", celeba_dir, celeba_root, str(tmp_path / "b"), "--models=wae_gan"),
     )
     assert separate["assembled"] is False
     dirs = [
@@ -645,9 +648,9 @@ def test_celeba_bundles_assemble_into_the_one_shot_figure3_and_table1_either_way
         *separate["bundles"],
     ]
     assemble = [f"--assemble={','.join(dirs)}"]
-    table1.run_with_args(["table1", *assemble, f"--out_dir={tmp_path / 't'}"])
+    run_script(table1, ["table1", *assemble, f"--out_dir={tmp_path / 't'}"])
     _assert_same_outputs(table_out, tmp_path / "t", ["table1.md", "table1.json"])
-    figure3.run_with_args(["figure3", *assemble, f"--out_dir={tmp_path / 'f'}"])
+    run_script(figure3, ["figure3", *assemble, f"--out_dir={tmp_path / 'f'}"])
     names = ["figure3.png", "figure3_training_curves.png", "figure3.md", "figure3.json"]
     _assert_same_outputs(fig3_out, tmp_path / "f", names)
 
@@ -809,10 +812,10 @@ def test_bad_flags_and_missing_data_fail_with_one_message_and_write_nothing(tmp_
         f"--out_dir={out}",
     ]
     with pytest.raises(data.DataError, match="nowhere"):
-        figure2.run_with_args(args)
+        run_script(figure2, args)
     assert not out.exists() and not any(runs.rglob("*.json"))
     with pytest.raises(SystemExit) as exit_info:
-        exit_on_error("figure2", lambda: figure2.run_with_args(args))
+        exit_on_error("figure2", lambda: run_script(figure2, args))
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("figure2: error:") and "nowhere" in err[0]
@@ -824,13 +827,13 @@ def test_unwritable_out_dir_fails_before_any_training(tmp_path):
     runs = tmp_path / "runs"
     args = ["table1", "--quick", f"--workdir={runs}", f"--out_dir={blocker / 'out'}"]
     with pytest.raises(ReproError, match="not writable"):
-        table1.run_with_args(args)
+        run_script(table1, args)
     assert not runs.exists()
     with pytest.raises(ReproError, match=f"--out_dir={blocker / 'out'} is not writable"):
-        table1.run_with_args(["table1", "--assemble=a,b,c", f"--out_dir={blocker / 'out'}"])
+        run_script(table1, ["table1", "--assemble=a,b,c", f"--out_dir={blocker / 'out'}"])
     out = tmp_path / "out"
     with pytest.raises(ReproError, match=f"--workdir={blocker / 'runs'} is not writable"):
-        figure2.run_with_args(["figure2", f"--workdir={blocker / 'runs'}", f"--out_dir={out}"])
+        run_script(figure2, ["figure2", f"--workdir={blocker / 'runs'}", f"--out_dir={out}"])
     assert not out.exists()
 
 
@@ -841,7 +844,7 @@ def test_data_that_cannot_be_read_fails_naming_data_dir_before_anything_is_annou
     empty.mkdir()
     args = ["figure2", "--quick", f"--data_dir={empty}", f"--workdir={runs}", f"--out_dir={out}"]
     with caplog.at_level("INFO"), pytest.raises(data.DataError) as error:
-        figure2.run_with_args(args)
+        run_script(figure2, args)
     message = str(error.value)
     assert "\n" not in message and str(empty) in message and "--data_dir" in message
     assert "[1/" not in caplog.text and "epoch" not in caplog.text
@@ -859,7 +862,7 @@ def test_an_unreadable_inception_graph_is_an_error_before_any_training(graph, tm
     data_dir.mkdir()  # never read: the graph is checked before the (long) CelebA decode
     args = [f"--data_dir={data_dir}", f"--workdir={runs}", f"--out_dir={out}"]
     with caplog.at_level("INFO"), pytest.raises(ReproError) as error:
-        table1.run_with_args(["table1", *args, f"--inception_graph={path}"])
+        run_script(table1, ["table1", *args, f"--inception_graph={path}"])
     message = str(error.value)
     assert message.startswith(f"--inception_graph={path}: ") and "\n" not in message
     assert "[1/" not in caplog.text and not runs.exists() and not out.exists()
@@ -882,5 +885,5 @@ def test_keras_inception_features_without_their_weights_are_an_error_before_trai
         f"--out_dir={tmp_path / 'out'}",
     ]
     with pytest.raises(ReproError, match="^--fid_features=keras_inception_v3: .*no network"):
-        figure3.run_with_args(["figure3", *args, "--fid_features=keras_inception_v3"])
+        run_script(figure3, ["figure3", *args, "--fid_features=keras_inception_v3"])
     assert not (tmp_path / "runs").exists()
