@@ -345,6 +345,24 @@ needs_mnist = pytest.mark.skipif(
     not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
     reason=f"MNIST not found in {MNIST_DIR}",
 )
+
+
+def test_classifier_features_are_the_same_in_every_pixel_range():
+    """penultimate_features maps "unit", "symmetric" and "uint8" images to the same input: an
+    untrained LeNet (seeded) gives identical (N, 128) float64 ReLU features for all three."""
+    from wae_tf.mnist_classifier import build_classifier, penultimate_features
+
+    model = build_classifier(seed=0)
+    unit = np.random.default_rng(7).integers(0, 256, size=(6, 28, 28)) / 255.0
+    features = penultimate_features(model, unit)
+    assert features.shape == (6, 128) and features.dtype == np.float64
+    assert (features >= 0).all() and features.any()
+    for images, pixel_range in ((unit * 2 - 1, "symmetric"), (unit * 255, "uint8")):
+        np.testing.assert_allclose(
+            penultimate_features(model, images[..., None], pixel_range), features, atol=1e-5
+        )
+
+
 # A budget that trains in a few seconds on 2 CPU cores.
 QUICK = {"epochs": 2, "num_train": 10_000, "batch_size": 64, "seed": 0}
 
