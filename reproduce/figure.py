@@ -25,13 +25,12 @@ from absl import app, flags, logging
 
 from reproduce import bundles, outputs, render
 from reproduce.bundles import BundleSet
-from reproduce.inference import reconstruction_costs, to_model_range
+from reproduce.inference import reconstruction_costs
 from reproduce.options import (
     DATASET_LABELS,
     MODEL_LABELS,
     MODELS,
     Options,
-    check_out_dir,
     check_writable,
     exit_on_error,
     options_from_flags,
@@ -46,6 +45,7 @@ from reproduce.sample_metrics import (
     mnist_evaluator,
 )
 from reproduce.scale import Scale
+from wae_tf.streams import to_model_range
 
 Assemble = Callable[[Options, BundleSet, float], dict[str, Any]]
 
@@ -57,7 +57,7 @@ def checked_folders(options: Options) -> Options:
     --data_dir, so that nothing is looked up (or fetched) twice. Errors name the flag."""
     from wae_tf import data
 
-    check_out_dir(options.out_dir)
+    check_writable(options.out_dir, "--out_dir")
     check_writable(options.workdir, "--workdir")
     root = data.resolve_data_dir(options.dataset, options.data_dir)
     return dataclasses.replace(options, data_dir=root)
@@ -140,7 +140,7 @@ def bundles_to_assemble(
     anything is written there."""
     written: list[Path] = []
     if options.assemble:
-        check_out_dir(options.out_dir)
+        check_writable(options.out_dir, "--out_dir")
         paths = list(options.assemble)
     else:
         paths = written = compute(options, lock)

@@ -1,8 +1,8 @@
 """A trained model's outputs in batches, as NumPy: codes, images, prior samples, the cost.
 
 Images in and out are floats NHWC in the model's pixel range ("unit" = [0, 1] for MNIST,
-"symmetric" = [-1, 1] for CelebA [paper, App. C]); `to_model_range` maps uint8 [0, 255]
-images into it.
+"symmetric" = [-1, 1] for CelebA [paper, App. C]); `wae_tf.streams.to_model_range` maps
+uint8 [0, 255] images into it.
 """
 
 from __future__ import annotations
@@ -44,12 +44,6 @@ def generate_samples(model, n: int, seed: int) -> np.ndarray:
     """n images G(z), z ~ P_Z drawn with the integer `seed` (the same z for a given seed)."""
     z = _numpy(model.sample_prior(n, seed=seed)).astype(np.float32)
     return decode(model, z)
-
-
-def to_model_range(images_uint8: np.ndarray, pixel_range: str) -> np.ndarray:
-    from wae_tf import streams
-
-    return streams.to_model_range(images_uint8, pixel_range)
 
 
 def reconstruction_costs(model, images: np.ndarray) -> dict[str, float]:

@@ -330,11 +330,6 @@ def check_writable(folder: Path, flag: str) -> None:
         raise ReproError(f"{flag}={folder} is not writable ({target} is not a writable folder)")
 
 
-def check_out_dir(out_dir: Path) -> None:
-    """Fail before any training if --out_dir cannot be created or written (creates nothing)."""
-    check_writable(out_dir, "--out_dir")
-
-
 def parse_args(argv: Sequence[str], dataset: str, *, fid: bool, name: str | None = None) -> Options:
     """Options from a command line (argv[0] = program name), on a fresh FlagValues.
 

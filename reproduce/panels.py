@@ -11,8 +11,9 @@ import dataclasses
 
 import numpy as np
 
-from reproduce.inference import decode, encode, generate_samples, reconstruct, to_model_range
+from reproduce.inference import decode, encode, generate_samples, reconstruct
 from reproduce.options import ReproError
+from wae_tf.streams import to_model_range
 
 PANEL_COLS = 10
 INTERPOLATION_ROWS = 5  # pairs of test points; each row: real, 8 decoded steps, real

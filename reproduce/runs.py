@@ -19,8 +19,7 @@ import numpy as np
 from absl import logging
 
 from reproduce.options import MODEL_LABELS, Options, ReproError, quick_settings
-from reproduce.scale import paper_config
-from wae_tf import fileio
+from wae_tf import configs, fileio
 from wae_tf.rundir import RunPaths, read_history
 
 
@@ -66,7 +65,7 @@ class TrainedRun:
             "label": MODEL_LABELS[self.name],
             "workdir": str(self.workdir),
             "epochs": self.epochs,
-            "paper_epochs": paper_config(self.config.dataset, self.name).epochs,
+            "paper_epochs": configs.get_config(self.config.dataset, self.name).epochs,
             "train_size": self.train_size,
             "split_rule": data_record.get("split_rule"),
             "width": _width_of(self.config),
@@ -84,9 +83,7 @@ def _width_of(config) -> str:
 
 def run_config(options: Options, model: str):
     """The Config a script trains: the paper preset, shrunk by --width, with overrides."""
-    from wae_tf import configs
-
-    config = paper_config(options.dataset, model)
+    config = configs.get_config(options.dataset, model)  # the paper preset
     if options.width is not None:
         config = configs.with_width(config, options.width)
     overrides: dict[str, Any] = {"seed": options.seed, "split_rule": split_rule_of(options)}
@@ -114,7 +111,7 @@ def run_group(options: Options) -> str:
         parts.append(f"n{options.train_examples}")
     if options.seed:
         parts.append(f"s{options.seed}")
-    if split_rule_of(options) != paper_config(options.dataset, "wae_mmd").split_rule:
+    if split_rule_of(options) != configs.get_config(options.dataset, "wae_mmd").split_rule:
         parts.append(split_rule_of(options))
     return "_".join(parts)
 
@@ -177,8 +174,6 @@ def _read_run_file(path: Path) -> dict[str, Any]:
 
 def split_rule_of(options: Options) -> str:
     """--split_rule, else the paper preset's (configs.DATASET_SPLIT_RULES, first entry)."""
-    from wae_tf import configs
-
     return options.split_rule or configs.DATASET_SPLIT_RULES[options.dataset][0]
 
 

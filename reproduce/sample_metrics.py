@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from reproduce.inference import generate_samples, to_model_range
+from reproduce.inference import generate_samples
 from reproduce.options import MODEL_LABELS, Options, ReproError, quick_settings
 from reproduce.runs import TrainedRun, split_rule_of
 from wae_tf.configs import ImageRange
+from wae_tf.streams import to_model_range
 
 Evaluator = Callable[[TrainedRun, np.ndarray], dict[str, Any]]
 

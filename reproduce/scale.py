@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from reproduce.options import DEFAULT_NUM_SAMPLES, MODEL_LABELS, Options
+from wae_tf import configs
 
 # Training-set sizes of a paper-scale run. MNIST: the standard 60k train split [paper].
 # CelebA: the code holds out 20,000 of 202,599 -> 182,599 [code]; the official partition
@@ -31,13 +32,6 @@ class RunSize(Protocol):
 
     @property
     def train_size(self) -> int: ...
-
-
-def paper_config(dataset: str, model: str):
-    """The paper's preset for (dataset, model) (`wae_tf.configs.Config`)."""
-    from wae_tf import configs
-
-    return configs.get_config(dataset, model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +65,7 @@ def describe_scale(
     num_samples = dict(num_samples or {name: options.num_samples for name in runs})
     labels = "/".join(MODEL_LABELS[n] for n in runs)
     epochs = {name: run.epochs for name, run in runs.items()}
-    paper_epochs = {name: paper_config(dataset, name).epochs for name in runs}
+    paper_epochs = {name: configs.get_config(dataset, name).epochs for name in runs}
     train_size = min(run.train_size for run in runs.values())
     reduced_epochs = any(epochs[n] < paper_epochs[n] for n in runs)
     reduced_data = train_size < PAPER_TRAIN_SIZES[dataset]
