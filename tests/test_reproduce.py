@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from helpers import run_script
+from helpers import run_script, write_standin_inception_graph
 from PIL import Image
 from quick_figure_checks import assert_samples_vary, assert_scores_differ
 
@@ -104,36 +104,9 @@ def table1_without_graph(celeba_dir, celeba_root, figure3_run):
     return payload, celeba_root / out
 
 
-def _write_standin_ttur_graph(path: Path) -> Path:
-    """A tiny GraphDef with the TTUR Inception graph's tensor names and shapes.
-
-    Like classify_image_graph_def.pb (and the stand-in of tests/test_metrics.py): a
-    single-image float input 'Cast' in [0, 255], 'ExpandDims' adding a batch dim of 1, an
-    internal resize and (x - 128) / 128, and 'pool_3' of shape [1, 1, 1, 2048], shapes
-    recorded with batch size 1. Only 16 of the 2048 features are alive (the others are
-    constant 0), which keeps the 2048-d Fréchet distance fast.
-    """
-    tf = pytest.importorskip("tensorflow")
-    graph = tf.Graph()
-    with graph.as_default():
-        image = tf.compat.v1.placeholder(tf.float32, [None, None, 3], name="Cast")
-        x = tf.expand_dims(image, 0, name="ExpandDims")
-        x = tf.compat.v1.image.resize_bilinear(x, [8, 8], name="ResizeBilinear")
-        x = tf.multiply(tf.subtract(x, 128.0, name="Sub"), 1.0 / 128.0, name="Mul")
-        kernel = np.zeros((3, 3, 3, 2048), np.float32)
-        kernel[..., :16] = np.random.default_rng(1).normal(0, 0.5, size=(3, 3, 3, 16))
-        bias = np.full(2048, -1.0, np.float32)
-        bias[:16] = 0.1
-        x = tf.nn.conv2d(x, tf.constant(kernel), strides=[1, 1, 1, 1], padding="VALID")
-        x = tf.nn.relu(tf.nn.bias_add(x, tf.constant(bias)), name="mixed_10/join")
-        tf.nn.avg_pool2d(x, [1, 6, 6, 1], [1, 1, 1, 1], "VALID", name="pool_3")
-    path.write_bytes(graph.as_graph_def(add_shapes=True).SerializeToString())
-    return path
-
-
 @pytest.fixture(scope="module")
 def table1_with_standin_graph(celeba_dir, celeba_root, figure3_run):
-    graph = _write_standin_ttur_graph(celeba_root / "classify_image_graph_def.pb")
+    graph = write_standin_inception_graph(celeba_root / "classify_image_graph_def.pb")
     out = "table_standin"
     payload = run_script(
         table1, _celeba_args("table1", celeba_dir, celeba_root, out, f"--inception_graph={graph}")
