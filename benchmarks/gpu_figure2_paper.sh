@@ -3,7 +3,7 @@
 # per call: full MNIST (60,000 / 10,000), paper widths, 100 epochs, batch 100, float32,
 # Keras on JAX. Writes that model's bundle (no weights) and the log to $OUT.
 #
-#   ../shared/device/stage.sh mnist          # here, once
+#   (a GPU machine with jax[cuda], keras and this package installed; DATA_DIR = the MNIST files)
 #   run(carry=[".device"], timeout_s=590,
 #       command="source .device/setup.sh && bash benchmarks/gpu_figure2_paper.sh wae_gan 560")
 #

@@ -1,6 +1,6 @@
 """Input-pipeline benchmark: is the loader >= 10x faster than the paper-size train step?
 
-    python benchmarks/input_pipeline.py --data_dir=../shared/data
+    python benchmarks/input_pipeline.py --data_dir=PATH  (holding mnist/ and celeba_10k/)
 
 Prints, for the folder layout of the shared data (`mnist/`, `celeba_10k/`):
   * CelebA cold preprocessing time of the whole subset (train + test splits, empty temp

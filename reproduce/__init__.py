@@ -1,9 +1,9 @@
 """One command per figure / table of Tolstikhin et al., "Wasserstein Auto-Encoders" (ICLR 2018).
 
     python -m reproduce.figure2 --quick                                # toy Figure 2, ~1 min on CPU
-    python -m reproduce.figure2 --data_dir=../shared/data/mnist        # Figure 2 (MNIST)
-    python -m reproduce.figure3 --data_dir=../shared/data/celeba_10k   # Figure 3 (CelebA)
-    python -m reproduce.table1  --data_dir=../shared/data/celeba_10k \\
+    python -m reproduce.figure2 --data_dir=PATH/mnist                  # Figure 2 (MNIST)
+    python -m reproduce.figure3 --data_dir=PATH/celeba                 # Figure 3 (CelebA)
+    python -m reproduce.table1  --data_dir=PATH/celeba \\
         --inception_graph=/path/to/classify_image_graph_def.pb        # Table 1 (FID, sharpness)
 
 Each script trains VAE, WAE-MMD and WAE-GAN with the paper's configs (or reuses finished runs

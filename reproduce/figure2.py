@@ -1,7 +1,7 @@
 """Figure 2 of the paper: VAE | WAE-MMD | WAE-GAN on MNIST, with numbers.
 
     python -m reproduce.figure2 --quick        # ~1 min on CPU; MNIST fetched into the cache
-    python -m reproduce.figure2 --data_dir=../shared/data/mnist [--workdir=runs] \
+    python -m reproduce.figure2 --data_dir=PATH/mnist [--workdir=runs] \
         [--out_dir=runs/figure2]
 
     # one model per machine / sitting, then the figure from the three bundles:

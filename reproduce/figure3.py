@@ -1,8 +1,8 @@
 """Figure 3 of the paper: VAE | WAE-MMD | WAE-GAN on CelebA 64x64, with numbers.
 
-    python -m reproduce.figure3 --data_dir=../shared/data/celeba_10k [--workdir=runs] \\
+    python -m reproduce.figure3 --data_dir=PATH/celeba [--workdir=runs] \\
         [--inception_graph=/path/to/classify_image_graph_def.pb]
-    python -m reproduce.figure3 --data_dir=../shared/data/celeba_10k --quick --out_dir=/tmp/fig3
+    python -m reproduce.figure3 --data_dir=PATH/celeba --quick --out_dir=/tmp/fig3
 
     # one model per machine / sitting, then the figure from the three bundles:
     python -m reproduce.figure3 --data_dir=... --models=vae --out_dir=out_a

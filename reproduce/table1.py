@@ -1,6 +1,6 @@
 """Table 1 of the paper: FID and sharpness of VAE, WAE-MMD, WAE-GAN and true data on CelebA.
 
-    python -m reproduce.table1 --data_dir=../shared/data/celeba_10k \\
+    python -m reproduce.table1 --data_dir=PATH/celeba \\
         --inception_graph=/path/to/classify_image_graph_def.pb [--workdir=runs]
     python -m reproduce.table1 --assemble=DIR1,DIR2,DIR3 --out_dir=results/table1   # bundles
 

@@ -66,8 +66,7 @@ class RemoteDataset:
         return tuple(base if base.endswith("/") else base + "/" for base in bases)
 
 
-# The MNIST MD5s are those of the official uncompressed files (../shared/data/README.md,
-# where they are checked against the distribution). Mirrors: the one torchvision uses
+# The MNIST MD5s are those of the official uncompressed files. Mirrors: the one torchvision uses
 # first, the one tensorflow-datasets uses, and the original site (often refuses robots).
 MNIST = RemoteDataset(
     name="mnist",

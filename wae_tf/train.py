@@ -2,7 +2,7 @@
 
 Command line (absl flags; `--helpfull` lists them all):
 
-    python -m wae_tf.train --dataset=mnist --model=wae_mmd --data_dir=../shared/data/mnist \\
+    python -m wae_tf.train --dataset=mnist --model=wae_mmd --data_dir=PATH/mnist \\
         --workdir=runs/mnist_wae_mmd
 
 Rerunning the same command after an interruption (even `kill -9` mid-epoch) continues from
