@@ -272,6 +272,15 @@ def test_the_import_graph_has_no_cycle():
     assert not cycles, f"{len(cycles)} import cycle(s) in wae_tf/ and reproduce/:\n{report}"
 
 
+def _lines_printed_by_a_fresh_python(code: str) -> list[str]:
+    """What `code` prints in a new interpreter (nothing imported before it), line by line."""
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout.splitlines()
+
+
 def test_light_imports_load_no_keras_and_hook_no_imports():
     """`import wae_tf`, wae_tf.configs and wae_tf.data (configs and data for a notebook or a
     launcher) import neither Keras, TensorFlow nor JAX, and leave the import system alone:
@@ -282,11 +291,7 @@ def test_light_imports_load_no_keras_and_hook_no_imports():
         "print([m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules])\n"
         "print(sys.meta_path == finders, callable(wae_tf.load_model))"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.splitlines() == ["[]", "True True"]
+    assert _lines_printed_by_a_fresh_python(code) == ["[]", "True True"]
 
 
 def test_reproduce_imports_load_no_keras():
@@ -300,11 +305,7 @@ def test_reproduce_imports_load_no_keras():
         "import reproduce.figure2, reproduce.figure3, reproduce.table1\n"
         "print([m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules])"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.splitlines() == ["[]"]
+    assert _lines_printed_by_a_fresh_python(code) == ["[]"]
 
 
 def test_no_module_is_over_the_line_limit():
