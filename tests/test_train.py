@@ -26,6 +26,7 @@ from conftest import TINY_RUN_DATA, python_env, run_python, tiny_config
 from PIL import Image
 
 from wae_tf import callbacks, checkpoints, configs, console, data, rundir, train, trainer
+from wae_tf.trainer import TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--width=4", "--eval_examples=100", "--batch_size=50"]
@@ -132,11 +133,13 @@ def reference_run(mnist_dir, tmp_path_factory):
     model = trainer.train(
         tiny_config("wae_mmd", epochs=2),
         workdir,
-        data_dir=mnist_dir,
-        train_examples=KILL_EXAMPLES,
-        eval_examples=100,
-        pretrain=False,
-        verbose=0,
+        TrainSettings(
+            data_dir=mnist_dir,
+            train_examples=KILL_EXAMPLES,
+            eval_examples=100,
+            pretrain=False,
+            verbose=0,
+        ),
     )
     return workdir, model
 
@@ -305,7 +308,7 @@ def test_an_extension_in_progress_has_no_final_model_to_serve(
 
     monkeypatch.setattr(keras.Model, "fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        trainer.train(tiny_config("wae_mmd", epochs=2), workdir, verbose=0, **common)
+        trainer.train(tiny_config("wae_mmd", epochs=2), workdir, TrainSettings(verbose=0, **common))
     assert not (workdir / "DONE.json").exists()
     with pytest.raises(rundir.WorkdirError, match="no final model"):
         trainer.load_trained_model(workdir)
@@ -324,7 +327,7 @@ def test_extending_a_finished_run_without_checkpoints_is_refused_and_loses_nothi
     shutil.rmtree(workdir / "checkpoints")
     before = snapshot(workdir)
     with pytest.raises(rundir.WorkdirError, match="finished run but no checkpoint to extend"):
-        trainer.train(tiny_config("vae", epochs=2), workdir, verbose=0, **common)
+        trainer.train(tiny_config("vae", epochs=2), workdir, TrainSettings(verbose=0, **common))
     assert snapshot(workdir) == before
 
 
@@ -345,7 +348,7 @@ def test_damaged_final_keras_is_named_and_rewritten_from_the_last_checkpoint(
     assert "rerun the training command" in message and "File not found" not in message
     assert_same_weights(trainer.load_trained_model(workdir, allow_unfinished=True), trained)
     # The training command rewrites it from the checkpoint, without training an epoch.
-    again = trainer.train(tiny_config("vae", epochs=1), workdir, verbose=0, **common)
+    again = trainer.train(tiny_config("vae", epochs=1), workdir, TrainSettings(verbose=0, **common))
     assert_same_weights(again, trained)
     assert_same_weights(trainer.load_trained_model(workdir), trained)
     assert [row["epoch"] for row in history_rows(workdir)] == ["1"]
@@ -359,10 +362,9 @@ def test_finished_run_is_loaded_not_retrained(mnist_dir, reference_run):
     model = trainer.train(
         tiny_config("wae_mmd", epochs=2),
         workdir,
-        data_dir=mnist_dir,
-        train_examples=KILL_EXAMPLES,
-        eval_examples=100,
-        verbose=0,
+        TrainSettings(
+            data_dir=mnist_dir, train_examples=KILL_EXAMPLES, eval_examples=100, verbose=0
+        ),
     )
     assert snapshot(workdir) == before
     assert_same_weights(model, reference)
@@ -374,14 +376,16 @@ def test_different_config_in_the_same_workdir_is_refused(mnist_dir, reference_ru
     workdir, _ = reference_run
     before = snapshot(workdir)
     with pytest.raises(rundir.WorkdirError, match=r"different config \(z_dim: 8 there, 4 now\)"):
-        trainer.train(tiny_config("wae_mmd", epochs=2, z_dim=4), workdir, data_dir=mnist_dir)
+        trainer.train(
+            tiny_config("wae_mmd", epochs=2, z_dim=4),
+            workdir,
+            TrainSettings(data_dir=mnist_dir),
+        )
     with pytest.raises(rundir.WorkdirError, match="different data.*train_size: 4000 there, 200"):
         trainer.train(
             tiny_config("wae_mmd", epochs=3),
             workdir,
-            data_dir=mnist_dir,
-            train_examples=200,
-            eval_examples=100,
+            TrainSettings(data_dir=mnist_dir, train_examples=200, eval_examples=100),
         )
     assert snapshot(workdir) == before
 
@@ -390,16 +394,18 @@ def test_unwritable_workdir_is_reported_before_anything_is_loaded(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(rundir.WorkdirError, match="is not a directory"):
-        trainer.train(tiny_config(), blocker / "run", data_dir=tmp_path / "no_data")
+        trainer.train(tiny_config(), blocker / "run", TrainSettings(data_dir=tmp_path / "no_data"))
     with pytest.raises(rundir.WorkdirError, match="exists and is not a directory"):
-        trainer.train(tiny_config(), blocker, data_dir=tmp_path / "no_data")
+        trainer.train(tiny_config(), blocker, TrainSettings(data_dir=tmp_path / "no_data"))
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         with pytest.raises(rundir.WorkdirError, match="not writable"):
-            trainer.train(tiny_config(), locked / "run", data_dir=tmp_path / "no_data")
+            trainer.train(
+                tiny_config(), locked / "run", TrainSettings(data_dir=tmp_path / "no_data")
+            )
         with pytest.raises(rundir.WorkdirError, match="not writable"):
-            trainer.train(tiny_config(), locked, data_dir=tmp_path / "no_data")
+            trainer.train(tiny_config(), locked, TrainSettings(data_dir=tmp_path / "no_data"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"] + (
         ["locked"] if os.geteuid() != 0 else []
     )
@@ -408,7 +414,7 @@ def test_unwritable_workdir_is_reported_before_anything_is_loaded(tmp_path):
 def test_non_empty_folder_without_a_run_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(rundir.WorkdirError, match="holds no wae_tf run"):
-        trainer.train(tiny_config(), tmp_path, data_dir=tmp_path)
+        trainer.train(tiny_config(), tmp_path, TrainSettings(data_dir=tmp_path))
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
@@ -416,13 +422,13 @@ def test_non_empty_folder_without_a_run_is_refused(tmp_path):
 def test_missing_data_dir_raises_the_data_error_and_writes_nothing(tmp_path, reference_run):
     workdir = tmp_path / "run"
     with pytest.raises(data.DataError, match="does not exist"):
-        trainer.train(tiny_config(), workdir, data_dir=tmp_path / "missing")
+        trainer.train(tiny_config(), workdir, TrainSettings(data_dir=tmp_path / "missing"))
     assert not workdir.exists()
 
     existing, _ = reference_run  # a run in progress or done: left untouched too
     before = snapshot(existing)
     with pytest.raises(data.DataError, match="does not exist"):
-        trainer.train(tiny_config(epochs=3), existing, data_dir=tmp_path / "missing")
+        trainer.train(tiny_config(epochs=3), existing, TrainSettings(data_dir=tmp_path / "missing"))
     assert snapshot(existing) == before
 
 
@@ -584,10 +590,7 @@ def test_nan_loss_stops_naming_the_metric_and_writes_no_checkpoint(mnist_dir, tm
         trainer.train(
             tiny_config("vae", epochs=2, learning_rate=1e30),
             workdir,
-            data_dir=mnist_dir,
-            train_examples=200,
-            eval_examples=100,
-            verbose=0,
+            TrainSettings(data_dir=mnist_dir, train_examples=200, eval_examples=100, verbose=0),
         )
     assert not (workdir / "checkpoints").exists()
     assert not (workdir / "DONE.json").exists() and not (workdir / "final.keras").exists()
@@ -614,12 +617,14 @@ def test_sample_every_zero_writes_no_grids(mnist_dir, tmp_path):
     trainer.train(
         tiny_config("wae_mmd", epochs=1),
         workdir,
-        data_dir=mnist_dir,
-        train_examples=100,
-        eval_examples=50,
-        pretrain=False,
-        sample_every=0,
-        verbose=0,
+        TrainSettings(
+            data_dir=mnist_dir,
+            train_examples=100,
+            eval_examples=50,
+            pretrain=False,
+            sample_every=0,
+            verbose=0,
+        ),
     )
     assert (workdir / "DONE.json").exists()
     assert not list(workdir.glob("samples/*.png"))

@@ -15,7 +15,6 @@ unchanged; `wae_tf.trainer` turns it into one line.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 import time
@@ -27,6 +26,7 @@ import numpy as np
 from absl import logging
 
 from wae_tf import checkpoints, console, optimizers, streams, visualize
+from wae_tf.run_settings import Cadence  # noqa: F401  (re-exported: when extras are due)
 from wae_tf.rundir import RunPaths, append_history_row
 
 # Sample grids: 64 random samples (8 x 8) from fixed prior draws, and 32 test images with
@@ -35,25 +35,6 @@ GRID_COLS = 8
 NUM_SAMPLES = 64
 NUM_RECONSTRUCTIONS = 32
 SAMPLE_SEED = 2018  # fixed integer seed of the sample grids' prior draws (any constant works)
-
-
-@dataclasses.dataclass(frozen=True)
-class Cadence:
-    """How often (in epochs) the loop does its per-epoch extras; none changes the math.
-
-    Each extra also happens after the run's last epoch. 0 turns samples or validation off.
-    `keep_checkpoints`: how many of the newest checkpoints stay on disk (>= 1).
-    """
-
-    sample_every: int = 1
-    checkpoint_every: int = 1
-    validate_every: int = 1
-    keep_checkpoints: int = checkpoints.DEFAULT_KEEP
-
-    @staticmethod
-    def due(every: int, completed: int, last_epoch: int) -> bool:
-        """Whether an extra done every `every` epochs runs after epoch `completed` (1-based)."""
-        return every > 0 and (completed % every == 0 or completed == last_epoch)
 
 
 def _float_logs(logs: dict[str, Any] | None) -> dict[str, float]:

@@ -28,9 +28,9 @@ import numpy as np
 from absl import logging
 
 from wae_tf import fileio
+from wae_tf.run_settings import DEFAULT_KEEP  # the latest and one before it
 from wae_tf.rundir import CHECKPOINT_PREFIX, RunPaths, WorkdirError
 
-DEFAULT_KEEP = 2  # the latest and one before it, in case the latest is damaged
 CORRUPT_SUFFIX = ".corrupt"  # what an unreadable checkpoint is renamed to (not deleted)
 
 # What reading a damaged .npz raises: a truncated file (BadZipFile, EOFError), a flipped

@@ -12,7 +12,7 @@ run (bit for bit on CPU: tests/test_train.py for TensorFlow; checked by hand on 
 A larger `--epochs` extends a run; a finished run is not retrained. A full disk stops
 the run with one line naming the file; the checkpoints are intact, and rerunning the same
 command after freeing space resumes. This module is only the command line; the library is
-`wae_tf.trainer` (`train(config, workdir, ...)`, `load_trained_model(workdir)`).
+`wae_tf.trainer` (`train(config, workdir, settings)`, `load_trained_model(workdir)`).
 
 What a workdir holds:
 
@@ -42,6 +42,7 @@ Backends: TensorFlow is imported only for `--distribution` / `--precision`
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sys
 from collections.abc import Sequence
@@ -240,6 +241,16 @@ def config_from_flags(values: dict[str, Any] | flags.FlagValues) -> Config:
     return config.replace(**overrides)
 
 
+def settings_from_flags(values: dict[str, Any] | flags.FlagValues) -> trainer.TrainSettings:
+    """The TrainSettings of the flags (flag name = field name); --verbose unset: 1 on a
+    terminal, else 2 (`console.default_verbose`)."""
+    get = values.__getitem__ if isinstance(values, dict) else lambda name: values[name].value
+    settings = {f.name: get(f.name) for f in dataclasses.fields(trainer.TrainSettings)}
+    if settings["verbose"] is None:
+        settings["verbose"] = console.default_verbose()
+    return trainer.TrainSettings(**settings)
+
+
 def _validate_config_flags(values: dict[str, Any]) -> bool:
     if values["dataset"] is None or values["model"] is None:
         return True  # reported by the required-flag check
@@ -275,23 +286,7 @@ def main(argv: Sequence[str]) -> None:
     FLAGS = flags.FLAGS
     config = config_from_flags(FLAGS)
     try:
-        trainer.train(
-            config,
-            FLAGS.workdir,
-            data_dir=FLAGS.data_dir,
-            data_source=FLAGS.data_source,
-            train_examples=FLAGS.train_examples,
-            eval_examples=FLAGS.eval_examples,
-            pretrain=FLAGS.pretrain,
-            sample_every=FLAGS.sample_every,
-            checkpoint_every=FLAGS.checkpoint_every,
-            validate_every=FLAGS.validate_every,
-            keep_checkpoints=FLAGS.keep_checkpoints,
-            distribution=FLAGS.distribution,
-            num_gpus=FLAGS.num_gpus,
-            precision=FLAGS.precision,
-            verbose=console.default_verbose() if FLAGS.verbose is None else FLAGS.verbose,
-        )
+        trainer.train(config, FLAGS.workdir, settings_from_flags(FLAGS))
     except KeyboardInterrupt:
         message = "wae_tf.train: interrupted; rerun the same command to resume from the last "
         message += "checkpoint"

@@ -1,6 +1,8 @@
 """Training as a library: load the data, build, pretrain, train or resume, finish.
 
-    train(config, workdir, ...)         train `config` in `workdir`, resuming what is there
+    train(config, workdir, settings)    train `config` in `workdir`, resuming what is there
+    TrainSettings(...)                  the run settings: data, cadence, devices } from wae_tf.
+                                                                                } run_settings
     load_trained_model(workdir)         the model of a finished (or unfinished) run } from
     build_compiled_model(config, steps) a run's model, compiled                   } wae_tf.
     load_keras_file(path)               a .keras file, one line if it is damaged  } trained
@@ -30,9 +32,13 @@ import keras
 import numpy as np
 from absl import logging
 
-from wae_tf import callbacks, checkpoints, configs, console, data, fileio, models, rundir, streams
-from wae_tf.callbacks import Cadence
+from wae_tf import callbacks, checkpoints, console, data, fileio, models, rundir, streams
 from wae_tf.configs import Config
+from wae_tf.run_settings import (  # noqa: F401  (re-exported: this module's API)
+    DEFAULT_EVAL_EXAMPLES,
+    Cadence,
+    TrainSettings,
+)
 from wae_tf.rundir import RunPaths, TrainError, WorkdirError
 from wae_tf.trained import (  # noqa: F401  (re-exported: this module's API)
     DamagedModelFileError,
@@ -41,10 +47,6 @@ from wae_tf.trained import (  # noqa: F401  (re-exported: this module's API)
     load_keras_file,
     load_trained_model,
 )
-
-# Validation metrics are computed on the first min(1000, N_test) test images by default:
-# enough to watch progress at a small cost per epoch. Figures and FID use the full set.
-DEFAULT_EVAL_EXAMPLES = 1000
 
 
 class TrainingDivergedError(TrainError):
@@ -213,10 +215,8 @@ def _resume_or_start(
     model: keras.Model,
     paths: RunPaths,
     run_data: RunData,
-    pretrain: bool,
-    verbose: int,
+    settings: TrainSettings,
     devices: _Devices,
-    keep_checkpoints: int,
 ) -> tuple[int, float]:
     """Restore the newest readable checkpoint, or pretrain a fresh model.
 
@@ -234,14 +234,15 @@ def _resume_or_start(
         if chief:
             paths.done.unlink(missing_ok=True)
             rundir.truncate_history(paths.history, 0)
-        if pretrain and model.config.pretrain_encoder and model.config.penalty is not None:
-            _pretrain(model, run_data.train, verbose, devices.strategy)
+        config = model.config
+        if settings.pretrain and config.pretrain_encoder and config.penalty is not None:
+            _pretrain(model, run_data.train, settings.verbose, devices.strategy)
         return 0, 0.0
     epoch, meta = restored
     if chief:
         paths.done.unlink(missing_ok=True)  # extending a finished run: not finished any more
         rundir.truncate_history(paths.history, epoch)
-        checkpoints.prune(paths, keep_checkpoints)
+        checkpoints.prune(paths, settings.keep_checkpoints)
     logging.info("resuming from %s (epoch %d completed)", paths.checkpoint(epoch), epoch)
     return epoch, float(meta.get("elapsed_s", 0.0))
 
@@ -271,15 +272,14 @@ def _fit(
     run_data: RunData,
     initial_epoch: int,
     elapsed_before: float,
-    cadence: Cadence,
-    verbose: int,
+    settings: TrainSettings,
     chief: bool = True,
 ) -> float:
     """model.fit from `initial_epoch` to config.epochs. Returns the cumulative train time.
 
     Only the chief gets the callbacks that write files.
     """
-    config = model.config
+    config, cadence = model.config, settings.cadence
     train_ds = streams.train_dataset(
         run_data.train,
         config.batch_size,
@@ -351,7 +351,7 @@ def _fit(
         callbacks=extras,
         # --verbose=2's one line per epoch is EpochSummary's (metrics, time, time left):
         # Keras's own "Epoch N/M" and metrics lines would repeat it on stdout.
-        verbose=1 if verbose == 1 else 0,
+        verbose=1 if settings.verbose == 1 else 0,
     )
     if guard.tripped:
         latest = checkpoints.latest(paths)
@@ -413,48 +413,8 @@ def _no_space_message(paths: RunPaths, error: BaseException) -> str:
 # ======================================================================================
 
 
-def check_settings(
-    distribution: str,
-    precision: str,
-    sample_every: int,
-    checkpoint_every: int,
-    validate_every: int,
-    keep_checkpoints: int = checkpoints.DEFAULT_KEEP,
-) -> None:
-    """ValueError naming the first invalid setting of `train`."""
-    if distribution not in configs.DISTRIBUTIONS:
-        raise ValueError(
-            f"distribution must be one of {configs.DISTRIBUTIONS}, got {distribution!r}"
-        )
-    if precision not in configs.PRECISIONS:
-        raise ValueError(f"precision must be one of {configs.PRECISIONS}, got {precision!r}")
-    if sample_every < 0:
-        raise ValueError(f"sample_every must be >= 0 (0: no sample grids), got {sample_every}")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-    if validate_every < 0:
-        raise ValueError(f"validate_every must be >= 0 (0: no validation), got {validate_every}")
-    if keep_checkpoints < 1:
-        raise ValueError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
-
-
 def train(
-    config: Config,
-    workdir: str | os.PathLike,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    data_source: str = "files",
-    train_examples: int | None = None,
-    eval_examples: int | None = None,
-    pretrain: bool = True,
-    sample_every: int = 1,
-    checkpoint_every: int = 1,
-    validate_every: int = 1,
-    keep_checkpoints: int = checkpoints.DEFAULT_KEEP,
-    distribution: str = "none",
-    num_gpus: int | None = None,
-    precision: str = "float32",
-    verbose: int = 1,
+    config: Config, workdir: str | os.PathLike, settings: TrainSettings | None = None
 ) -> keras.Model:
     """Train `config` for `config.epochs` epochs in `workdir`, resuming what is there.
 
@@ -463,27 +423,9 @@ def train(
         `epochs` is the target number of epochs, all other fields must match a run already
         in `workdir` (else WorkdirError).
       workdir: the run's folder (created if needed; see `wae_tf.train`'s docstring).
-      data_dir, data_source: where the images are (`wae_tf.data.load_uint8`).
-      train_examples: keep the first N training images (smoke runs); default all.
-      eval_examples: validation on the first N test images; default min(1000, N_test).
-      pretrain: run the encoder pretraining [code] on a fresh start when the config asks
-        for it (WAE presets do, VAE presets do not).
-      sample_every: write sample/reconstruction PNGs every this many epochs and after the
-        last one; 0 disables them.
-      checkpoint_every: write a checkpoint every this many epochs and after the last one
-        (>= 1). An interrupted run resumes from the latest checkpoint, so it repeats at
-        most `checkpoint_every - 1` completed epochs; the math is unchanged (data order and
-        RNG state are part of the checkpoint).
-      validate_every: evaluate on the test images every this many epochs and after the
-        last one; 0 disables validation. history.csv leaves the val_ cells of the other
-        epochs empty.
-      keep_checkpoints: how many of the newest checkpoints stay on disk (>= 1). A damaged
-        latest one is moved aside (`<name>.corrupt`) and the run resumes from the one
-        before it.
-      distribution, num_gpus, precision: "none" | "mirrored" | "multi_worker", the number
-        of GPUs (None: all visible), and "float32" | "mixed_bfloat16" | "mixed_float16";
-        non-defaults go through `wae_tf.distribute` (TensorFlow).
-      verbose: Keras's progress bar (1), one line per epoch (2) or none (0).
+      settings: where the data is, how often to sample / checkpoint / validate, devices,
+        verbosity (`TrainSettings`, whose docstring says what each means); None: the
+        defaults, `TrainSettings()`.
 
     Returns:
       The trained model. A finished run (DONE.json with >= config.epochs epochs) is not
@@ -494,24 +436,10 @@ def train(
       wae_tf.data.DataError (bad data; nothing is written then), TrainingDivergedError
       (NaN/inf loss), NoSpaceError (a full disk; the last checkpoint is intact).
     """
-    check_settings(
-        distribution, precision, sample_every, checkpoint_every, validate_every, keep_checkpoints
-    )
-    cadence = Cadence(sample_every, checkpoint_every, validate_every, keep_checkpoints)
+    settings = TrainSettings() if settings is None else settings
     paths = RunPaths(Path(workdir).expanduser().absolute())
     try:
-        return _train(
-            config,
-            paths,
-            cadence,
-            data_dir=data_dir,
-            data_source=data_source,
-            train_examples=train_examples,
-            eval_examples=eval_examples,
-            pretrain=pretrain,
-            devices=(distribution, num_gpus, precision),
-            verbose=verbose,
-        )
+        return _train(config, paths, settings)
     except OSError as e:
         if not fileio.is_disk_full(e):
             failure = fileio.find_write_error(e)  # read-only, too large, no permission
@@ -521,24 +449,12 @@ def train(
         raise NoSpaceError(_no_space_message(paths, e)) from e
 
 
-def _train(
-    config: Config,
-    paths: RunPaths,
-    cadence: Cadence,
-    *,
-    data_dir: str | os.PathLike | None,
-    data_source: str,
-    train_examples: int | None,
-    eval_examples: int | None,
-    pretrain: bool,
-    devices: tuple[str, int | None, str],
-    verbose: int,
-) -> keras.Model:
-    """`train` after its argument checks; `devices`: (distribution, num_gpus, precision)."""
+def _train(config: Config, paths: RunPaths, settings: TrainSettings) -> keras.Model:
+    """`train` with the workdir resolved."""
     invocation_start = time.time()
     rundir.check_workdir_usable(paths.root)
-    distribution, num_gpus, precision = devices
-    setup = _setup_devices(distribution, num_gpus, precision, config.batch_size)
+    devices = {k: getattr(settings, k) for k in ("distribution", "num_gpus", "precision")}
+    setup = _setup_devices(**devices, batch_size=config.batch_size)
     replicas = setup.strategy.num_replicas_in_sync if setup.strategy is not None else 1
     if replicas > 1:  # the paper's BN statistics are over the whole batch: synchronise them
         logging.info("%d replicas: batch-norm statistics synchronised across them", replicas)
@@ -565,7 +481,13 @@ def _train(
     if checkpoints.latest(paths) is None:
         _check_nothing_finished_is_lost(paths)  # before anything is written
 
-    run_data = load_data(config, data_dir, data_source, train_examples, eval_examples)
+    run_data = load_data(
+        config,
+        settings.data_dir,
+        settings.data_source,
+        settings.train_examples,
+        settings.eval_examples,
+    )
     if previous is not None:
         rundir.check_same_data(previous, run_data.provenance, paths.root)
     # Everything above wrote nothing; from here on the workdir is created and updated
@@ -575,16 +497,13 @@ def _train(
         rundir.create_workdir(paths.root)
     with rundir.workdir_lock(paths.root) if chief else contextlib.nullcontext():
         if chief:
-            settings = {"distribution": distribution, "num_gpus": num_gpus, "precision": precision}
-            rundir.write_run_record(paths, config, run_data.provenance, previous, settings)
+            rundir.write_run_record(paths, config, run_data.provenance, previous, devices)
         steps = run_data.provenance["steps_per_epoch"]
         with setup.strategy.scope() if setup.strategy else contextlib.nullcontext():
             model = build_compiled_model(config, steps)
-        initial_epoch, elapsed = _resume_or_start(
-            model, paths, run_data, pretrain, verbose, setup, cadence.keep_checkpoints
-        )
+        initial_epoch, elapsed = _resume_or_start(model, paths, run_data, settings, setup)
         if initial_epoch < config.epochs:
-            elapsed = _fit(model, paths, run_data, initial_epoch, elapsed, cadence, verbose, chief)
+            elapsed = _fit(model, paths, run_data, initial_epoch, elapsed, settings, chief)
         else:
             logging.warning(
                 "the latest checkpoint is at epoch %d >= %d requested: finishing without training",
