@@ -43,7 +43,7 @@ if __name__ == "__main__":  # the command line: TensorFlow's start-up lines once
 import keras  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from wae_tf import fileio, trainer  # noqa: E402
+from wae_tf import cli_flags, fileio, trainer  # noqa: E402
 from wae_tf.configs import Config  # noqa: E402
 from wae_tf.errors import WaeError  # noqa: E402
 
@@ -275,7 +275,9 @@ def _replace(source: Path, target: Path) -> None:
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """The CLI's flags (defined by `run`, not at import, like wae_tf.train's)."""
     fv = dict(flag_values=flag_values)
-    flags.DEFINE_string("workdir", None, "Training run folder, or a .keras model file.", **fv)
+    cli_flags.define_flags(
+        flag_values, ["workdir"], helps={"workdir": "Training run folder, or a .keras model file."}
+    )
     flags.DEFINE_string(
         "export_dir", None, "SavedModel folder: <model base path>/<name>/<version>.", **fv
     )

@@ -5,6 +5,12 @@ Command line (absl flags; `--helpfull` lists them all):
     python -m wae_tf.train --dataset=mnist --model=wae_mmd --data_dir=PATH/mnist \\
         --workdir=runs/mnist_wae_mmd
 
+Every field of the preset's `wae_tf.configs.Config` is a flag of its name, e.g.
+`--penalty_weight=3 --adam_beta1=0.7 --encoder_filters=64,128 --lr_schedule=constant`
+(unset: the preset's value), except those that follow `--dataset` (image_shape,
+pixel_range: refused); a flag that has no effect on the chosen `--model` is refused. The
+flags are defined in `wae_tf.cli_flags`.
+
 Rerunning the same command after an interruption (even `kill -9` mid-epoch) continues from
 the last completed epoch with the same weights, optimizer state, learning-rate schedule
 position, RNG stream and data order, and ends with the same weights as an uninterrupted
@@ -56,37 +62,47 @@ from wae_tf import console
 # twice), C++ INFO lines off unless $TF_CPP_MIN_LOG_LEVEL says otherwise.
 console.quiet_tensorflow_startup()
 
-from wae_tf import checkpoints, configs, data, trainer  # noqa: E402
+from wae_tf import cli_flags, configs, trainer  # noqa: E402
 from wae_tf.configs import Config  # noqa: E402
 
-# Flags that override a field of the preset Config (flag name = field name).
-_OVERRIDES = (
-    "epochs",
-    "batch_size",
-    "seed",
-    "penalty_weight",
-    "learning_rate",
-    "adversary_learning_rate",
-    "z_dim",
-    "pz_scale",
-    "mmd_kernel",
-    "pretrain_learning_rate",
-    "pretrain_input_noise",
-    "split_rule",
-    "batch_order",
-    "adversary_fresh_input_noise",
+# The flags of this command line: the preset, the run folder and data, the run settings
+# (wae_tf.run_settings.TrainSettings, flag name = field name), then one flag per Config
+# field (cli_flags.CONFIG_FLAGS). All are defined in wae_tf.cli_flags.
+_FLAGS = (
+    "dataset",
+    "model",
+    "config",
+    "workdir",
+    *(f.name for f in dataclasses.fields(trainer.TrainSettings)),
+    "width",
+    *cli_flags.CONFIG_FLAGS,
 )
 
+_WAES = ("wae_mmd", "wae_gan")
 # Flags read by some models only: refused for the others, instead of being recorded in
 # config.json without any effect. The VAE has no penalty weight (its KL term has weight
-# 1) and no encoder pretraining; only the WAE-GAN has an adversary.
+# 1), no input noise (VAE.train_step never calls input_noise) and no encoder pretraining
+# (trainer._resume_or_start runs it for the WAEs only); only the WAE-GAN has an adversary
+# (networks.build_adversary, models.WAE.adversary_logits: the log-prior trick);
+# only the WAE-MMD an MMD kernel, only the VAE a likelihood (models.VAE.vae_terms).
 _MODEL_ONLY_FLAGS = {
-    "penalty_weight": ("wae_mmd", "wae_gan"),
+    "penalty_weight": _WAES,
+    "input_noise_stddev": _WAES,
+    "pretrain_encoder": _WAES,
+    "pretrain_steps": _WAES,
+    "pretrain_batch_size": _WAES,
+    "pretrain_threshold": _WAES,
+    "pretrain_learning_rate": _WAES,
+    "pretrain_input_noise": _WAES,
     "mmd_kernel": ("wae_mmd",),
     "adversary_learning_rate": ("wae_gan",),
     "adversary_fresh_input_noise": ("wae_gan",),
-    "pretrain_learning_rate": ("wae_mmd", "wae_gan"),
-    "pretrain_input_noise": ("wae_mmd", "wae_gan"),
+    "adversary_units": ("wae_gan",),
+    "adversary_layers": ("wae_gan",),
+    "log_prior_trick": ("wae_gan",),
+    "log_prior_constant": ("wae_gan",),
+    "vae_likelihood": ("vae",),
+    "vae_gaussian_variance": ("vae",),
 }
 
 
@@ -94,139 +110,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Define the CLI's flags on `flag_values` (called by `main`, not at import time, so
     that importing this module from other absl programs defines no flags)."""
     fv = dict(flag_values=flag_values)
-    flags.DEFINE_enum("dataset", None, configs.DATASETS, "Dataset.", **fv)
-    flags.DEFINE_enum("model", None, configs.MODELS, "Model: WAE-MMD, WAE-GAN or the VAE.", **fv)
-    flags.DEFINE_enum(
-        "config",
-        "paper",
-        configs.VARIANTS,
-        "Preset: the paper's settings, or the official code's (CelebA WAEs only).",
-        **fv,
-    )
-    flags.DEFINE_string("workdir", None, "Run folder: checkpoints, logs, samples.", **fv)
-    flags.DEFINE_string(
-        "data_dir",
-        None,
-        "Dataset folder (MNIST: the four IDX files; CelebA: img_align_celeba/). "
-        f"Default: ${data.DATA_DIR_ENV}/<dataset>, else MNIST / Fashion-MNIST are downloaded "
-        "into the cache (wae_tf.data.resolve_data_dir).",
-        **fv,
-    )
-    flags.DEFINE_enum("data_source", "files", data.SOURCES, "Read files, or tfds.", **fv)
-    flags.DEFINE_integer(
-        "epochs", None, "Target number of epochs (default: the preset's).", lower_bound=1, **fv
-    )
-    flags.DEFINE_integer("batch_size", None, "Batch size (default 100).", lower_bound=1, **fv)
-    flags.DEFINE_integer("seed", None, "Seed of init, data order and noise.", lower_bound=0, **fv)
-    flags.DEFINE_integer(
-        "train_examples", None, "Use the first N training images.", lower_bound=1, **fv
-    )
-    flags.DEFINE_integer(
-        "eval_examples",
-        None,
-        "Validate on the first N test images of a fixed random order (wae_tf.data.eval_order; "
-        f"default min({trainer.DEFAULT_EVAL_EXAMPLES}, all)).",
-        lower_bound=1,
-        **fv,
-    )
-    flags.DEFINE_float("penalty_weight", None, "lambda.", lower_bound=0.0, **fv)
-    flags.DEFINE_float("learning_rate", None, "Encoder/decoder Adam lr.", lower_bound=0.0, **fv)
-    flags.DEFINE_float(
-        "adversary_learning_rate", None, "Adversary Adam lr (WAE-GAN).", lower_bound=0.0, **fv
-    )
-    flags.DEFINE_integer("z_dim", None, "Latent dimension d_z.", lower_bound=1, **fv)
-    flags.DEFINE_float(
-        "pz_scale", None, "sigma_z of P_Z = N(0, sigma_z^2 I).", lower_bound=0.0, **fv
-    )
-    flags.DEFINE_enum("mmd_kernel", None, ("imq", "rbf"), "MMD kernel (WAE-MMD).", **fv)
-    flags.DEFINE_integer(
-        "width", None, "Make every layer this wide (tiny nets for smoke runs).", lower_bound=1, **fv
-    )
-    flags.DEFINE_boolean("pretrain", True, "Encoder pretraining on a fresh start (WAEs).", **fv)
-    flags.DEFINE_float(
-        "pretrain_learning_rate",
-        None,
-        "Adam lr of the encoder pretraining (default: --learning_rate, as the code).",
-        lower_bound=0.0,
-        **fv,
-    )
-    flags.DEFINE_boolean(
-        "pretrain_input_noise",
-        None,
-        "Input noise during encoder pretraining (default: on, as the code).",
-        **fv,
-    )
-    flags.DEFINE_enum(
-        "split_rule",
-        None,
-        configs.SPLIT_RULES,
-        "Train / test split. MNIST: standard (the distributed files, default) or official_code "
-        "(the code's pooled shuffle); CelebA: official_code (the code's shuffle of the folder's "
-        "files, default) or partition_file (list_eval_partition.txt).",
-        **fv,
-    )
-    flags.DEFINE_enum(
-        "batch_order",
-        None,
-        configs.BATCH_ORDERS,
-        "epoch_permutation: each epoch one permutation (paper preset); independent_draws: "
-        "every step draws its own batch, as the official code.",
-        **fv,
-    )
-    flags.DEFINE_boolean(
-        "adversary_fresh_input_noise",
-        None,
-        "WAE-GAN: the adversary step draws fresh input noise, as the official code "
-        "(default: the preset's).",
-        **fv,
-    )
-    flags.DEFINE_integer(
-        "sample_every", 1, "Epochs between sample PNGs (0: none).", lower_bound=0, **fv
-    )
-    flags.DEFINE_integer(
-        "checkpoint_every",
-        1,
-        "Epochs between checkpoints (and after the last); a resumed run repeats at most "
-        "N-1 epochs.",
-        lower_bound=1,
-        **fv,
-    )
-    flags.DEFINE_integer(
-        "keep_checkpoints",
-        checkpoints.DEFAULT_KEEP,
-        "How many of the newest checkpoints to keep (a damaged latest one falls back to "
-        "the one before).",
-        lower_bound=1,
-        **fv,
-    )
-    flags.DEFINE_integer(
-        "validate_every",
-        1,
-        "Epochs between validations on the test images (and after the last; 0: none).",
-        lower_bound=0,
-        **fv,
-    )
-    flags.DEFINE_enum(
-        "distribution", "none", configs.DISTRIBUTIONS, "tf.distribute strategy.", **fv
-    )
-    flags.DEFINE_integer(
-        "num_gpus",
-        None,
-        "GPUs for --distribution=mirrored (default: all visible; 0: the CPU).",
-        lower_bound=0,
-        **fv,
-    )
-    flags.DEFINE_enum("precision", "float32", configs.PRECISIONS, "Keras dtype policy.", **fv)
-    flags.DEFINE_integer(
-        "verbose",
-        None,
-        "1: Keras's progress bar, 2: a line per epoch, 0: quiet (default: 1 when stdout is "
-        "a terminal, else 2: redirected logs get no carriage returns or colour codes).",
-        lower_bound=0,
-        **fv,
-    )
+    cli_flags.define_flags(flag_values, _FLAGS)
     flags.mark_flags_as_required(["dataset", "model", "workdir"], **fv)
-    names = ["dataset", "model", "config", "width", *_OVERRIDES]
+    names = ["dataset", "model", "config", "width", *cli_flags.CONFIG_FLAGS]
     flags.register_multi_flags_validator(names, _validate_config_flags, **fv)
     flags.register_multi_flags_validator(["distribution", "num_gpus"], _validate_device_flags, **fv)
 
@@ -237,7 +123,7 @@ def config_from_flags(values: dict[str, Any] | flags.FlagValues) -> Config:
     config = configs.get_config(get("dataset"), get("model"), get("config"))
     if get("width") is not None:
         config = configs.with_width(config, get("width"))
-    overrides = {name: get(name) for name in _OVERRIDES if get(name) is not None}
+    overrides = {name: get(name) for name in cli_flags.CONFIG_FLAGS if get(name) is not None}
     return config.replace(**overrides)
 
 
@@ -255,6 +141,14 @@ def _validate_config_flags(values: dict[str, Any]) -> bool:
     if values["dataset"] is None or values["model"] is None:
         return True  # reported by the required-flag check
     model, variant = values["model"], values["config"]
+    for name in cli_flags.DATASET_FIELDS:
+        if values[name] is not None:
+            preset = getattr(configs.get_config(values["dataset"], model), name)
+            shown = ",".join(map(str, preset)) if isinstance(preset, tuple) else preset
+            raise flags.ValidationError(
+                f"--{name} follows --dataset ({values['dataset']}: {shown}) and cannot be "
+                "overridden: drop it"
+            )
     for name, models in _MODEL_ONLY_FLAGS.items():
         if values[name] is not None and model not in models:
             raise flags.ValidationError(
