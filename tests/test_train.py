@@ -397,6 +397,8 @@ def test_unwritable_workdir_is_reported_before_anything_is_loaded(tmp_path):
     blocker.write_text("")
     with pytest.raises(rundir.WorkdirError, match="is not a directory"):
         trainer.train(tiny_config(), blocker / "run", TrainSettings(data_dir=tmp_path / "no_data"))
+    with pytest.raises(rundir.WorkdirError, match="is not a directory"):
+        trainer.train(tiny_config(), blocker / "run")  # settings None: TrainSettings()
     with pytest.raises(rundir.WorkdirError, match="exists and is not a directory"):
         trainer.train(tiny_config(), blocker, TrainSettings(data_dir=tmp_path / "no_data"))
     if os.geteuid() != 0:  # root may write anywhere
