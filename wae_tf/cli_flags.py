@@ -12,10 +12,11 @@ own help sentence; the type, bounds and choices are the table's. `python -m
 wae_tf.train` takes every flag here, `python -m wae_tf.export` --workdir only.
 
 One flag per Config field, generated from the dataclass: a Literal field is an enum of
-its choices, a bool a boolean flag, an int or float field a number (with the lower
-bounds below), a tuple field a comma list (`--encoder_filters=64,128`). Their default is
+its choices, a bool a boolean flag, an int or float field a number (with the bounds
+of _CONFIG_BOUNDS), a tuple field a comma list (`--encoder_filters=64,128`). Their default is
 None: "the preset's value" (`wae_tf.train.config_from_flags` applies only the flags
-given). The fields' own checks (`Config.__post_init__`) run when the flags are parsed.
+given); `wae_tf.train` runs the fields' own checks (`Config.__post_init__`) when it
+parses its flags, so a bad combination is a flag error.
 
 Imports no Keras or TensorFlow: --help and a flag error answer at once.
 """
