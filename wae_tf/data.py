@@ -249,11 +249,16 @@ CELEBA_HINT = (
 )
 
 
-def resolve_data_dir(dataset: str, data_dir: str | os.PathLike | None = None) -> Path:
+def resolve_data_dir(
+    dataset: str,
+    data_dir: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+) -> Path:
     """The folder holding `dataset`'s files, by one rule for every entry point:
 
     1. `data_dir` (the --data_dir flag) when given;
-    2. else $WAE_TF_DATA_DIR/<name> for the first existing name of DATA_DIR_NAMES;
+    2. else <root>/<name> for the first existing name of DATA_DIR_NAMES, where <root> is
+       `data_root` (`reproduce.all --data_root`) or else $WAE_TF_DATA_DIR;
     3. else, for Fashion-MNIST, Debian's /usr/share/datasets/fashion-mnist when present;
     4. else, for MNIST and Fashion-MNIST, the cache folder (<cache>/<dataset>), where the
        four IDX files are downloaded and verified if missing (`wae_tf.download`).
@@ -266,8 +271,9 @@ def resolve_data_dir(dataset: str, data_dir: str | os.PathLike | None = None) ->
             raise DataError(f"--data_dir={str(root)!r} for {dataset!r} does not exist")
         return root
     looked = []
-    if os.environ.get(DATA_DIR_ENV):
-        base = Path(os.environ[DATA_DIR_ENV]).expanduser()
+    base_dir = data_root if data_root is not None else os.environ.get(DATA_DIR_ENV)
+    if base_dir:
+        base = Path(base_dir).expanduser()
         for name in DATA_DIR_NAMES.get(dataset, (dataset,)):
             if (base / name).is_dir():
                 return base / name
