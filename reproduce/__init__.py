@@ -5,6 +5,7 @@
     python -m reproduce.figure3 --data_dir=PATH/celeba                 # Figure 3 (CelebA)
     python -m reproduce.table1  --data_dir=PATH/celeba \\
         --inception_graph=/path/to/classify_image_graph_def.pb        # Table 1 (FID, sharpness)
+    python -m reproduce.all --quick --data_root=PATH                   # all three
 
 Each script trains VAE, WAE-MMD and WAE-GAN with the paper's configs (or reuses finished runs
 in `--workdir`, see `wae_tf.trainer`), then writes its figure / table with the numbers and the
@@ -12,20 +13,20 @@ run's provenance to `--out_dir` (default `runs/<script>/`, git-ignored like the 
 tracked `results/` only when asked for, `--out_dir=results/...`). Without `--data_dir` the
 data is `$WAE_TF_DATA_DIR/<dataset>`, else MNIST is downloaded into the cache
 (`wae_tf.data.resolve_data_dir`); every check that can fail (data, Inception graph, output
-folders) runs before anything is trained. `--quick` trains tiny nets on a few hundred
-images for a smoke test; every output states its scale ("REDUCED SCALE: ..." or
-"paper scale"), so a reduced result cannot be mistaken for a paper-scale one.
-Every model also leaves a small bundle (`reproduce.bundles`): `--models=wae_gan` computes one
-model's, `--assemble=DIR1,DIR2,DIR3` draws the figure / table from three, made anywhere.
+folders) runs before anything is trained. `--quick` trains tiny nets on a few thousand
+images; every output states its scale ("REDUCED SCALE: ..." or "paper scale"), so a reduced
+result cannot be mistaken for a paper-scale one. Every model also leaves a small bundle
+(`reproduce.bundles`): `--models=wae_gan` computes one model's, `--assemble=DIR1,DIR2,DIR3`
+draws the figure / table from three, made anywhere.
 
-The scripts are thin. The shared code, each module importing only modules listed before it:
-`options` (flags -> Options), `scale` (paper or REDUCED SCALE), `inference` (batched model
-calls), `runs` (training the models), `panels` (a model's column of the figure), `render`
-(PNG), `sample_metrics` (MNIST Fréchet score, FID, sharpness), `outputs` (JSON, markdown,
-files, provenance), `bundles` (one model's results on disk), `figure` (the pipeline).
+Each output is data (`reproduce.specs.OutputSpec`) run by one pipeline
+(`reproduce.pipeline.make`); the modules, each importing only those before it: `cli` (flags
+-> Options), `specs` (the outputs, panels, runs, the scale line), `evaluation` (a model's
+panels and numbers), `report` (markdown, JSON, provenance, files) and `render` (PNG),
+`bundles` (one model's results on disk), `pipeline`; the scripts on top.
 
-`import reproduce` (and its options, scale, ...) imports neither Keras nor TensorFlow: a
-module imports them inside the functions that need them, and each script's command line
-imports Keras first, through `wae_tf.console.quiet_tensorflow_startup` (TensorFlow's start-up
-lines once at most).
+`import reproduce` (and every module here) imports neither Keras nor TensorFlow: a module
+imports them inside the functions that need them, and each script's command line imports
+Keras first, through `wae_tf.console.quiet_tensorflow_startup` (TensorFlow's start-up lines
+once at most).
 """

@@ -4,7 +4,7 @@ A paper-scale run need not happen in one sitting on one machine. `--models=wae_g
 (or reuses) and evaluates only WAE-GAN and writes its bundle; `--assemble=DIR1,DIR2,DIR3`
 draws the figure / table from three bundles, anywhere, without data, weights or training.
 A one-shot run goes the same way: it writes the three bundles, reads them back from disk and
-assembles them (`reproduce.figure.compute_bundles`, then `load_bundles`).
+assembles them (`reproduce.pipeline.make`).
 
 Layout of `<out_dir>/bundles/<kind>_<model>/` (kind "figure2": MNIST; kind "figure3_table1":
 CelebA, one bundle serving both Figure 3 and Table 1):
@@ -21,7 +21,7 @@ CelebA, one bundle serving both Figure 3 and Table 1):
                      and GPUs, command line, start time, wall time, training time
 
 No weights. Size: the panels are the only arrays and their shapes do not depend on the scale
-(`reproduce.panels.panel_shapes`); `size_bound` bounds a bundle from them and the number of epochs: a
+(`reproduce.specs.panel_shapes`); `size_bound` bounds a bundle from them and the number of epochs: a
 paper-scale MNIST bundle (100 epochs) is at most ~0.3 MB, a CelebA one ~2.1 MB, far below
 MAX_BUNDLE_BYTES (16 MiB).
 
@@ -48,16 +48,22 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from reproduce.options import MODEL_LABELS, MODELS, Options, ReproError
-from reproduce.outputs import json_bytes, process_provenance
-from reproduce.panels import PANEL_ROWS, PANEL_SEED_OFFSET, SAMPLE_SEED_OFFSET, panel_shapes
-from reproduce.runs import TrainedRun, split_rule_text
-from reproduce.scale import Scale, describe_scale
+from reproduce.cli import MODEL_LABELS, MODELS, Options, ReproError
+from reproduce.report import json_bytes, process_provenance
+from reproduce.specs import (
+    BUNDLE_KINDS,
+    PANEL_ROWS,
+    Scale,
+    TrainedRun,
+    describe_scale,
+    panel_shapes,
+    seeds_of,
+    split_rule_text,
+)
 from wae_tf import fileio
 from wae_tf.rundir import read_history_rows
 
 BUNDLE_FORMAT = 1
-KINDS = {"mnist": "figure2", "celeba": "figure3_table1"}  # dataset -> bundle kind
 # A bundle's own files (not a run folder's: that is `wae_tf.rundir.RunPaths`).
 FILES = ("panels.npz", "metrics.json", "history.csv", "config.json", "provenance.json")
 PANELS, METRICS, HISTORY, CONFIG, PROVENANCE = FILES
@@ -117,15 +123,6 @@ def settings_of(options: Options) -> dict[str, Any]:
     }
 
 
-def seeds_of(seed: int) -> dict[str, int]:
-    return {
-        "training": seed,
-        "panels": seed + PANEL_SEED_OFFSET,
-        "panel_samples": seed + SAMPLE_SEED_OFFSET,
-        "metric_samples": seed + 1,
-    }
-
-
 def write_bundle(
     options: Options,
     run: TrainedRun,
@@ -136,7 +133,7 @@ def write_bundle(
     """Write `run`'s bundle to <out_dir>/bundles/<kind>_<model>/ (replacing an older one):
     all files into a temporary folder first, then one rename, so a folder named like a
     bundle is always complete. Returns the folder."""
-    kind = KINDS[options.dataset]
+    kind = BUNDLE_KINDS[options.dataset]
     summary = run.summary()
     timing = {k: summary.pop(k) for k in ("workdir", "train_time_s", "seconds_per_epoch")}
     data_record = dict(run.record.get("data", {}))
@@ -234,7 +231,7 @@ class Bundle:
     def settings(self) -> dict[str, Any]:
         return self.config["settings"]
 
-    # What `reproduce.scale.describe_scale` reads of a run:
+    # What `reproduce.specs.describe_scale` reads of a run:
     @property
     def epochs(self) -> int:
         return int(self.config["run"]["epochs"])

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from reproduce.options import MODEL_LABELS, MODELS
-from reproduce.panels import PANEL_LABELS, PANEL_ROWS
-from reproduce.scale import Scale
+from reproduce.cli import MODEL_LABELS, MODELS
+from reproduce.specs import PANEL_LABELS, PANEL_ROWS, Scale
 
 DPI = 128  # a power of 2: sizes in pixels / DPI are exact floats, so the PNG is exactly W x H
 LEFT_PX = 44  # row labels

@@ -52,11 +52,11 @@ def write_standin_inception_graph(path: Path) -> Path:
 
 def run_script(script: ModuleType, argv: Sequence[str]) -> dict[str, Any]:
     """`python -m reproduce.<script> ARGS` in-process (`script`: reproduce.figure2, figure3
-    or table1; argv[0]: its name): the Options `reproduce.options.parse_args` makes of
-    `argv` on a fresh FlagValues (nothing global is touched), given to the script's
-    make_<script>, as its main does. A known error is raised, not turned into a line."""
-    from reproduce.options import parse_args
+    or table1; argv[0]: its name): the Options `reproduce.cli.parse_args` makes of `argv`
+    on a fresh FlagValues (nothing global is touched), given to `reproduce.pipeline.make`
+    with the script's spec, as its main does. A known error is raised, not turned into a
+    line."""
+    from reproduce import cli, pipeline, specs
 
-    fid = script.DATASET == "celeba"  # figure3 and table1 add the FID flags
-    options = parse_args(argv, script.DATASET, fid=fid, name=script.NAME)
-    return getattr(script, f"make_{script.NAME}")(options)
+    spec = specs.OUTPUTS[script.__name__.rsplit(".", 1)[-1]]
+    return pipeline.make(spec, cli.parse_args(argv, spec.name))

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from reproduce import bundles
-from reproduce.options import MODELS
-from reproduce.panels import PANEL_COLS
+from reproduce.cli import MODELS
+from reproduce.specs import PANEL_COLS
 
 # uint8 grey levels. A flat grey cell has a spread of ~0; MNIST digits ~40; blurry faces
 # of the quick CelebA run ~10-40 (measured).

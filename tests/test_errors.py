@@ -50,7 +50,7 @@ def test_every_exception_class_of_the_project_is_a_wae_error():
         "wae_tf.fileio.DiskFullError",
         "wae_tf.trained.DamagedModelFileError",
         "wae_tf.export.ExportError",
-        "reproduce.options.ReproError",
+        "reproduce.cli.ReproError",
         "tools.official_code.OfficialCodeError",
     } <= set(is_wae_error)
     not_wae = sorted(name for name, is_wae in is_wae_error.items() if not is_wae)

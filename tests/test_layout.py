@@ -296,16 +296,40 @@ def test_light_imports_load_no_keras_and_hook_no_imports():
 
 def test_reproduce_imports_load_no_keras():
     """`import reproduce` and the modules a script imports before it parses its flags
-    (options, scale, the scripts themselves) import neither Keras, TensorFlow nor JAX:
+    (all of reproduce/, the scripts themselves) import neither Keras, TensorFlow nor JAX:
     `--help` and a flag error answer at once, and the script imports Keras itself, through
     `console.quiet_tensorflow_startup`, with TensorFlow's start-up lines once at most."""
     code = (
         "import sys\n"
-        "import reproduce, reproduce.scale, reproduce.options\n"
-        "import reproduce.figure2, reproduce.figure3, reproduce.table1\n"
+        "import reproduce, reproduce.cli, reproduce.specs, reproduce.pipeline\n"
+        "import reproduce.figure2, reproduce.figure3, reproduce.table1, reproduce.all\n"
         "print([m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules])"
     )
     assert _lines_printed_by_a_fresh_python(code) == ["[]"]
+
+
+SCRIPTS = ("figure2", "figure3", "table1", "all")
+
+
+def test_reproduce_scripts_are_a_spec_and_a_call():
+    """Each reproduce script is its docstring (its --help), its spec and one call into the
+    pipeline: at most 40 lines, importing only the command line, the pipeline and the specs;
+    the rest of reproduce/ is one pipeline over data, each module importing only the ones
+    below it (specs and cli at the bottom, pipeline at the top)."""
+    graph = import_graph()
+    allowed = {"reproduce.cli", "reproduce.pipeline", "reproduce.specs", "wae_tf.console"}
+    for name in SCRIPTS:
+        path = ROOT / "reproduce" / f"{name}.py"
+        assert len(path.read_text().splitlines()) <= 40, name
+        imported = set(graph[f"reproduce.{name}"]) - {"reproduce"}
+        assert imported <= allowed, (name, imported - allowed)
+    floors = ["cli", "specs", "evaluation", "report", "render", "bundles", "pipeline"]
+    for lower, name in enumerate(floors):
+        uses = {m.removeprefix("reproduce.") for m in graph[f"reproduce.{name}"]}
+        above = uses & set(floors[lower + 1 :])
+        assert not above, f"reproduce.{name} imports {above}, above it"
+    modules = {p.stem for p in (ROOT / "reproduce").glob("*.py")} - {"__init__", *SCRIPTS}
+    assert modules == set(floors)
 
 
 def test_no_module_is_over_the_line_limit():

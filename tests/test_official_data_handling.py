@@ -308,24 +308,24 @@ class _GreyModel:
 def test_true_data_code_sharpness_is_on_the_first_30_training_images(celeba_400, tmp_path):
     # [code] wae.py:533-536: "Real pictures sharpness" = np.min of compute_blurriness over
     # data.data[:self.num_pics], the first 30 images of the TRAINING set after the split.
-    from reproduce.options import parse_args
-    from reproduce.sample_metrics import (
-        celeba_evaluator,
+    from reproduce.cli import parse_args
+    from reproduce.evaluation import (
+        CelebaScores,
         code_real_sharpness,
         load_celeba_real_images,
     )
 
     argv = ["table1", f"--data_dir={celeba_400}", f"--workdir={tmp_path / 'runs'}"]
-    options = parse_args([*argv, "--num_samples=40"], "celeba", fid=True)
+    options = parse_args([*argv, "--num_samples=40"], "table1")
     first_train = data.celeba_split_names(celeba_400, "train")[:30]
     decoded = np.stack(
         [celeba.decode_celeba_file(celeba_400 / "img_align_celeba" / n) for n in first_train]
     )
     expected = metrics.code_sharpness(decoded, "uint8")
     assert code_real_sharpness(options) == pytest.approx(expected, rel=1e-6)
-    evaluate = celeba_evaluator(options, None, {"reason": "no graph"})
+    scores = CelebaScores(options, None, {"reason": "no graph"})
     test = data.load_uint8("celeba", celeba_400, "test")
-    numbers = evaluate(types.SimpleNamespace(name="vae", model=_GreyModel()), test)
+    numbers = scores.evaluate(types.SimpleNamespace(name="vae", model=_GreyModel()), test)
     assert numbers["true_data"]["sharpness_code"] == pytest.approx(expected, rel=1e-6)
     # Not the first 30 of the shuffled real pool (what the row measured before).
     pool = load_celeba_real_images(options, options.num_samples).reference
@@ -340,8 +340,8 @@ def test_true_data_code_sharpness_is_on_the_first_30_training_images(celeba_400,
 def test_split_rule_flag_reaches_the_config_and_the_reproduce_runs(tmp_path):
     from absl import flags
 
-    from reproduce.options import ReproError, parse_args
-    from reproduce.runs import run_config, run_group
+    from reproduce.cli import ReproError, parse_args
+    from reproduce.specs import run_config, run_group
     from wae_tf import train
 
     values = flags.FlagValues()
@@ -372,11 +372,11 @@ def test_split_rule_flag_reaches_the_config_and_the_reproduce_runs(tmp_path):
         )
 
     argv = ["table1", f"--workdir={tmp_path}", "--split_rule=partition_file"]
-    options = parse_args(argv, "celeba", fid=True)
+    options = parse_args(argv, "table1")
     assert run_config(options, "wae_gan").split_rule == "partition_file"
     assert run_group(options).endswith("partition_file")  # its own runs folder
-    default = parse_args(["table1", f"--workdir={tmp_path}"], "celeba", fid=True)
+    default = parse_args(["table1", f"--workdir={tmp_path}"], "table1")
     assert run_config(default, "vae").split_rule == "official_code"
     assert run_group(default) == "celeba"
     with pytest.raises(ReproError, match="--split_rule=partition_file does not apply to mnist"):
-        parse_args(["figure2", "--split_rule=partition_file"], "mnist", fid=False)
+        parse_args(["figure2", "--split_rule=partition_file"], "figure2")

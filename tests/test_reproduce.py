@@ -15,7 +15,10 @@ import inspect
 import io
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,19 +30,21 @@ from PIL import Image
 from quick_figure_checks import assert_samples_vary, assert_scores_differ
 
 from reproduce import bundles, figure2, figure3, table1
-from reproduce.options import MODELS, ReproError, exit_on_error, parse_args, quick_settings
-from reproduce.outputs import OutDirLock
-from reproduce.panels import (
+from reproduce.cli import MODELS, ReproError, exit_on_error, parse_args, quick_settings
+from reproduce.evaluation import interpolation_panel, reconstruction_panel
+from reproduce.pipeline import train_model
+from reproduce.render import FigureLayout, figure_layout, render_figure
+from reproduce.report import OutDirLock
+from reproduce.specs import (
     PANEL_COLS,
     PANEL_ROWS,
     RECONSTRUCTION_PAIRS,
-    interpolation_panel,
+    Scale,
+    TrainedRun,
+    describe_scale,
     panel_shapes,
-    reconstruction_panel,
+    run_group,
 )
-from reproduce.render import FigureLayout, figure_layout, render_figure
-from reproduce.runs import TrainedRun, run_group, train_model
-from reproduce.scale import Scale, describe_scale
 from wae_tf import data
 
 # ======================================================================================
@@ -362,15 +367,15 @@ def test_assembly_refuses_two_bundles_of_one_model_and_bundles_of_another_kind(
     with pytest.raises(ReproError, match="not a bundle: panels.npz missing"):
         _assemble_figure2(copies.values(), tmp_path / "x")
     with pytest.raises(ReproError, match="exclude each other"):
-        parse_args(["figure2", "--assemble=a,b,c", "--models=vae"], "mnist", fid=False)
+        parse_args(["figure2", "--assemble=a,b,c", "--models=vae"], "figure2")
     with pytest.raises(ReproError, match="unknown vea"):
-        parse_args(["figure2", "--models=vea"], "mnist", fid=False)
+        parse_args(["figure2", "--models=vea"], "figure2")
 
 
 def _one_error_line(capsys, program: str, work) -> str:
     """Run `work` as a script's main does; it must exit 1 with one line on stderr."""
-    with pytest.raises(SystemExit) as exit_info:
-        exit_on_error(program, work)
+    with pytest.raises(SystemExit) as exit_info, exit_on_error(program):
+        work()
     assert exit_info.value.code == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{program}: error: "), lines
@@ -537,10 +542,10 @@ def test_cadence_flags_pass_straight_through_to_train(tmp_path, monkeypatch):
     argv = ["figure2", "--quick", f"--workdir={tmp_path}", "--models=vae", "--epochs=30"]
     flagged = [*argv, "--checkpoint_every=3", "--validate_every=0", "--sample_every=7"]
     with pytest.raises(ReproError, match="stop"):
-        train_model(parse_args(flagged, "mnist", fid=False), "vae")
+        train_model(parse_args(flagged, "figure2"), "vae")
     assert (seen["checkpoint_every"], seen["validate_every"], seen["sample_every"]) == (3, 0, 7)
     with pytest.raises(ReproError, match="stop"):
-        train_model(parse_args(argv, "mnist", fid=False), "vae")
+        train_model(parse_args(argv, "figure2"), "vae")
     # Defaults: every epoch, and sample PNGs at a tenth of the epochs.
     assert (seen["checkpoint_every"], seen["validate_every"], seen["sample_every"]) == (1, 1, 3)
 
@@ -738,7 +743,7 @@ def _fake_run(name: str, epochs: int, train_size: int):
 
 
 def test_scale_is_paper_only_with_paper_epochs_data_and_widths():
-    options = parse_args(["figure2"], "mnist", fid=False)
+    options = parse_args(["figure2"], "figure2")
     paper = {n: _fake_run(n, 100, 60_000) for n in MODELS}
     scale = describe_scale(options, paper)
     assert not scale.reduced and scale.text.startswith("paper scale: 100 epochs")
@@ -746,12 +751,12 @@ def test_scale_is_paper_only_with_paper_epochs_data_and_widths():
     assert describe_scale(options, short).text.startswith("REDUCED SCALE: 10 epochs (paper: 100)")
     subset = {n: _fake_run(n, 100, 5_000) for n in MODELS}
     assert describe_scale(options, subset).reduced
-    narrow = parse_args(["figure2", "--width=32"], "mnist", fid=False)
+    narrow = parse_args(["figure2", "--width=32"], "figure2")
     assert "width 32" in describe_scale(narrow, paper).text
 
 
 def test_quick_fills_unset_flags_and_explicit_flags_win():
-    options = parse_args(["figure2", "--quick", "--epochs=3"], "mnist", fid=False)
+    options = parse_args(["figure2", "--quick", "--epochs=3"], "figure2")
     quick = quick_settings("mnist")
     assert (options.width, options.train_examples, options.epochs) == (
         quick.width,
@@ -759,12 +764,12 @@ def test_quick_fills_unset_flags_and_explicit_flags_win():
         3,
     )
     assert options.num_samples == quick.num_samples and options.out_dir == Path("runs/figure2")
-    full = parse_args(["table1"], "celeba", fid=True)
+    full = parse_args(["table1"], "table1")
     assert full.out_dir == Path("runs/table1")  # git-ignored, like the runs: not results/
     assert full.num_samples == 10_000 and full.width is None and full.epochs is None
     assert run_group(options) == f"mnist_quick_w{quick.width}_n{quick.train_examples}"
     assert run_group(full) == "celeba"
-    celeba = parse_args(["figure3", "--quick"], "celeba", fid=True)
+    celeba = parse_args(["figure3", "--quick"], "figure3")
     celeba_quick = quick_settings("celeba")
     assert (celeba.width, celeba.train_examples, celeba.epochs) == (
         celeba_quick.width,
@@ -775,7 +780,7 @@ def test_quick_fills_unset_flags_and_explicit_flags_win():
 
 def test_bad_flags_and_missing_data_fail_with_one_message_and_write_nothing(tmp_path, capsys):
     with pytest.raises(ReproError, match="num_samples"):
-        parse_args(["table1", "--num_samples=1"], "celeba", fid=True)
+        parse_args(["table1", "--num_samples=1"], "table1")
     out, runs = tmp_path / "out", tmp_path / "runs"
     args = [
         "figure2",
@@ -787,8 +792,8 @@ def test_bad_flags_and_missing_data_fail_with_one_message_and_write_nothing(tmp_
     with pytest.raises(data.DataError, match="nowhere"):
         run_script(figure2, args)
     assert not out.exists() and not any(runs.rglob("*.json"))
-    with pytest.raises(SystemExit) as exit_info:
-        exit_on_error("figure2", lambda: run_script(figure2, args))
+    with pytest.raises(SystemExit) as exit_info, exit_on_error("figure2"):
+        run_script(figure2, args)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("figure2: error:") and "nowhere" in err[0]
@@ -860,3 +865,69 @@ def test_keras_inception_features_without_their_weights_are_an_error_before_trai
     with pytest.raises(ReproError, match="^--fid_features=keras_inception_v3: .*no network"):
         run_script(figure3, ["figure3", *args, "--fid_features=keras_inception_v3"])
     assert not (tmp_path / "runs").exists()
+
+
+# --------------------------------------------------------------------------------------
+# reproduce.all: every output in one command, resumable
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_all_writes_every_output_from_one_command_and_resumes(mnist_dir, celeba_dir, tmp_path):
+    """`python -m reproduce.all` finds both datasets under --data_root, prints one time
+    estimate, writes Figure 2, Figure 3 and Table 1 (Table 1 from Figure 3's bundles), and a
+    second call trains nothing and reuses the finished bundles, with the same numbers."""
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    (data_root / "mnist").symlink_to(mnist_dir)
+    (data_root / "celeba_10k").symlink_to(celeba_dir)
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "reproduce.all",
+        "--quick",
+        "--width=4",
+        "--train_examples=300",
+        "--epochs=1",
+        "--eval_examples=100",
+        "--num_samples=60",
+        f"--data_root={data_root}",
+        f"--workdir={tmp_path / 'runs'}",
+        f"--out_dir={out}",
+    ]
+    env = {
+        **os.environ,
+        data.CACHE_DIR_ENV: str(tmp_path / "cache"),
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),
+        "KERAS_HOME": str(tmp_path / "keras"),
+    }
+    env.pop(data.DATA_DIR_ENV, None)
+
+    def run() -> subprocess.CompletedProcess:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    first = run()
+    lines = first.stdout.splitlines()
+    # One estimate up front: 3 models x 1 epoch x 3 steps (300 images, batch 100) each.
+    assert lines[0].startswith("all: figure2: 9 training steps to run, ~"), lines
+    assert lines[1].startswith("figure3 and table1: 9 training steps to run, ~"), lines
+    assert [line.split(":")[0] for line in lines[3:]] == ["figure2", "figure3", "table1"]
+    figures = {"figure2": ["figure2.png", "figure2.json"], "figure3": ["figure3.png"]}
+    for name, files in {**figures, "table1": ["table1.md", "table1.json"]}.items():
+        for file in files:
+            assert (out / name / file).is_file(), (name, file)
+    table = _read_json(out / "table1" / "table1.json")
+    fig3 = _read_json(out / "figure3" / "figure3.json")
+    assert {p["path"] for p in table["provenance"]["bundles"].values()} == {
+        str(bundles.bundle_dir(out / "figure3", "figure3_table1", m)) for m in MODELS
+    }
+    assert fig3["models"]["wae_mmd"]["sharpness"] == table["rows"]["wae_mmd"]["sharpness"]
+
+    second = run()
+    assert second.stdout.splitlines()[0] == "all: figure2: 0 training steps to run, ~0 s"
+    assert "reusing the finished bundles" in second.stderr
+    again = _read_json(out / "table1" / "table1.json")
+    assert again["rows"] == table["rows"] and again["models"].keys() == table["models"].keys()

@@ -1,20 +1,22 @@
 """What a reproduce script is asked to do: its flags, resolved into `Options`.
 
-The three scripts (`figure2`, `figure3`, `table1`) share one set of flags (`define_flags`;
-figure3 and table1 add the FID ones; each script declares them its key flags, so its
-`--help` lists them). `options_from_flags` resolves the parsed flags into a frozen
-`Options` (with `--quick`'s values filling the flags left unset), `parse_args` does the
-same from a command line on a fresh FlagValues (tests), `check_writable` is the up-front
-check of an output folder, and `exit_on_error` turns a known error into one line on stderr. Also here: the names every other module
-uses (the three models in the figure's column order, their labels) and `ReproError`.
+The scripts (`figure2`, `figure3`, `table1`, `all`) share one set of flags (`define_flags`;
+figure3, table1 and all add the FID ones; `define_script_flags` makes them the script's key
+flags, so its `--help` lists them). `options_from_flags` resolves the parsed flags into a
+frozen `Options` (with `--quick`'s values filling the flags left unset), `parse_args` does
+the same from a command line on a fresh FlagValues, `check_writable` is the up-front check
+of an output folder, and `exit_on_error` turns a known error into one line on stderr. Also
+here, at the bottom of reproduce/: the names every other module uses (the three models in
+the figure's column order, their labels) and `ReproError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ DATASET_LABELS = {"mnist": "MNIST", "celeba": "CelebA 64x64"}
 FID_FEATURES = ("ttur", "keras_inception_v3")
 # The protocol of the paper's FID: 10,000 samples vs 10,000 real images [authors, wae issue #7].
 DEFAULT_NUM_SAMPLES = 10_000
-SCRIPT_DATASETS = {"figure2": "mnist", "figure3": "celeba", "table1": "celeba"}
+# The dataset of each script ("all": both, one output after the other).
+SCRIPT_DATASETS = {"figure2": "mnist", "figure3": "celeba", "table1": "celeba", "all": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +109,7 @@ class Options:
     checkpoint_every: int = 1
     validate_every: int = 1
     split_rule: str | None = None  # None: the paper preset's (wae_tf.configs.Config.split_rule)
+    data_root: Path | None = None  # reproduce.all: holds mnist/, celeba/ (else $WAE_TF_DATA_DIR)
 
     @property
     def one_shot(self) -> bool:
@@ -119,26 +123,45 @@ def default_out_dir(name: str) -> str:
     return f"runs/{name}"
 
 
-def define_flags(flag_values: flags.FlagValues, *, fid: bool, name: str) -> list[str]:
-    """Define the scripts' flags on `flag_values` (a fresh FlagValues in tests); returns
+def define_flags(flag_values: flags.FlagValues, *, name: str) -> list[str]:
+    """Define script `name`'s flags on `flag_values` (a fresh FlagValues in tests); returns
     their names (the script declares them key flags, so that its --help lists them).
 
-    fid: also define --inception_graph and --fid_features (figure3, table1).
-    name: the script ("figure2", "figure3", "table1"): --out_dir defaults to runs/<name>.
+    name: "figure2", "figure3", "table1" or "all". --out_dir defaults to runs/<name>; the
+    CelebA scripts and "all" add --inception_graph and --fid_features; "all" has no
+    --data_dir (each dataset's folder is found by the data-folder rule, under --data_root),
+    --models or --assemble (it makes every output of all three models in one process).
     """
+    fid = name != "figure2"
+    one_output = name != "all"
+    dataset = SCRIPT_DATASETS[name]
+    quick_text = (
+        quick_settings(dataset).text()
+        if dataset
+        else "; ".join(f"{d}: {quick_settings(d).text()}" for d in ("mnist", "celeba"))
+    )
     before = set(flag_values)
     fv = dict(flag_values=flag_values)
     flags.DEFINE_string(
         "workdir", "runs", "Training runs: <workdir>/<dataset>[_tags]/<model>.", **fv
     )
-    flags.DEFINE_string(
-        "data_dir",
-        None,
-        "Dataset folder (MNIST: the four IDX files; CelebA: img_align_celeba/). Default: "
-        "$WAE_TF_DATA_DIR/<dataset> (mnist, fashion_mnist, celeba or celeba_10k); else MNIST "
-        "is downloaded into the cache ($WAE_TF_CACHE_DIR, default ~/.cache/wae_tf).",
-        **fv,
-    )
+    if one_output:
+        flags.DEFINE_string(
+            "data_dir",
+            None,
+            "Dataset folder (MNIST: the four IDX files; CelebA: img_align_celeba/). Default: "
+            "$WAE_TF_DATA_DIR/<dataset> (mnist, fashion_mnist, celeba or celeba_10k); else "
+            "MNIST is downloaded into the cache ($WAE_TF_CACHE_DIR, default ~/.cache/wae_tf).",
+            **fv,
+        )
+    else:
+        flags.DEFINE_string(
+            "data_root",
+            None,
+            "Folder holding mnist/ and celeba/ (or celeba_10k/), as $WAE_TF_DATA_DIR does "
+            "(the default); without one, MNIST is downloaded into the cache.",
+            **fv,
+        )
     flags.DEFINE_string(
         "out_dir",
         default_out_dir(name),
@@ -149,7 +172,7 @@ def define_flags(flag_values: flags.FlagValues, *, fid: bool, name: str) -> list
         "quick",
         False,
         f"Small run that shows the paper's story in minutes on a CPU: "
-        f"{quick_settings(SCRIPT_DATASETS.get(name, 'mnist')).text()} (explicit flags win).",
+        f"{quick_text} (explicit flags win).",
         **fv,
     )
     flags.DEFINE_integer(
@@ -179,35 +202,36 @@ def define_flags(flag_values: flags.FlagValues, *, fid: bool, name: str) -> list
         "num_samples",
         None,
         f"Model samples for the sample metrics (default {DEFAULT_NUM_SAMPLES:,}; "
-        f"--quick: {quick_settings(SCRIPT_DATASETS.get(name, 'mnist')).num_samples}).",
+        f"--quick: {quick_settings(dataset or 'mnist').num_samples}).",
         lower_bound=2,
         **fv,
     )
-    flags.DEFINE_list(
-        "models",
-        list(MODELS),
-        "Train / evaluate only these models (comma list of vae, wae_mmd, wae_gan) and write "
-        "one bundle each to <out_dir>/bundles/; with all three, also assemble the outputs.",
-        **fv,
-    )
-    flags.DEFINE_list(
-        "assemble",
-        None,
-        "Bundle folders (comma list): assemble the outputs from them, no training or data.",
-        **fv,
-    )
-    flags.DEFINE_boolean(
-        "allow_mixed_bundles",
-        False,
-        "--assemble bundles whose data, scale or code version differ (labelled MIXED BUNDLES).",
-        **fv,
-    )
-    flags.DEFINE_boolean(
-        "allow_partial_bundles",
-        False,
-        "--assemble fewer than three models (labelled PARTIAL: missing ...).",
-        **fv,
-    )
+    if one_output:
+        flags.DEFINE_list(
+            "models",
+            list(MODELS),
+            "Train / evaluate only these models (comma list of vae, wae_mmd, wae_gan) and write "
+            "one bundle each to <out_dir>/bundles/; with all three, also assemble the outputs.",
+            **fv,
+        )
+        flags.DEFINE_list(
+            "assemble",
+            None,
+            "Bundle folders (comma list): assemble the outputs from them, no training or data.",
+            **fv,
+        )
+        flags.DEFINE_boolean(
+            "allow_mixed_bundles",
+            False,
+            "--assemble bundles whose data, scale or code version differ (labelled MIXED BUNDLES).",
+            **fv,
+        )
+        flags.DEFINE_boolean(
+            "allow_partial_bundles",
+            False,
+            "--assemble fewer than three models (labelled PARTIAL: missing ...).",
+            **fv,
+        )
     flags.DEFINE_integer(
         "sample_every",
         None,
@@ -265,11 +289,13 @@ def options_from_flags(flag_values: flags.FlagValues, dataset: str) -> Options:
         return quick_value if quick else default
 
     has_fid = "inception_graph" in fv
+    one_output = "models" in fv  # "all" has no --data_dir, --models, --assemble, --allow_*
+    data_dir = fv.data_dir if one_output else None
     _check_split_rule(fv.split_rule, dataset)
     return Options(
         dataset=dataset,
         workdir=Path(fv.workdir).expanduser(),
-        data_dir=None if fv.data_dir is None else Path(fv.data_dir).expanduser(),
+        data_dir=None if data_dir is None else Path(data_dir).expanduser(),
         out_dir=Path(fv.out_dir).expanduser(),
         quick=quick,
         seed=fv.seed,
@@ -284,14 +310,15 @@ def options_from_flags(flag_values: flags.FlagValues, dataset: str) -> Options:
         fid_features=fv.fid_features if has_fid else "ttur",
         verbose=0 if quick else 2,
         command_line=provenance_lib.command_line(),
-        models=_parse_models(fv.models, assemble=bool(fv.assemble)),
-        assemble=tuple(Path(p).expanduser() for p in fv.assemble or ()),
-        allow_mixed_bundles=fv.allow_mixed_bundles,
-        allow_partial_bundles=fv.allow_partial_bundles,
+        models=_parse_models(fv.models, assemble=bool(fv.assemble)) if one_output else MODELS,
+        assemble=tuple(Path(p).expanduser() for p in fv.assemble or ()) if one_output else (),
+        allow_mixed_bundles=one_output and fv.allow_mixed_bundles,
+        allow_partial_bundles=one_output and fv.allow_partial_bundles,
         sample_every=fv.sample_every,
         checkpoint_every=fv.checkpoint_every,
         validate_every=fv.validate_every,
         split_rule=fv.split_rule,
+        data_root=None if one_output or not fv.data_root else Path(fv.data_root).expanduser(),
     )
 
 
@@ -330,14 +357,13 @@ def check_writable(folder: Path, flag: str) -> None:
         raise ReproError(f"{flag}={folder} is not writable ({target} is not a writable folder)")
 
 
-def parse_args(argv: Sequence[str], dataset: str, *, fid: bool, name: str | None = None) -> Options:
-    """Options from a command line (argv[0] = program name), on a fresh FlagValues.
-
-    name: the script, for --out_dir's default (runs/<name>); default: argv[0]'s stem.
-    For tests and programmatic use: nothing global is touched. Bad flags raise ReproError.
-    """
+def parse_args(argv: Sequence[str], name: str) -> Options:
+    """The Options of script `name` ("figure2", "figure3", "table1") from a command line
+    (argv[0] = program name), on a fresh FlagValues: nothing global is touched. Bad flags
+    raise ReproError."""
+    dataset = SCRIPT_DATASETS[name]
     flag_values = flags.FlagValues()
-    define_flags(flag_values, fid=fid, name=name or Path(argv[0]).stem)
+    define_flags(flag_values, name=name)
     try:
         rest = flag_values(list(argv))
     except flags.Error as e:
@@ -348,12 +374,23 @@ def parse_args(argv: Sequence[str], dataset: str, *, fid: bool, name: str | None
     return dataclasses.replace(options, command_line=provenance_lib.command_line(argv))
 
 
-def exit_on_error(program: str, work: Callable[[], Any]) -> Any:
-    """Run `work`; a known error (a `wae_tf.errors.WaeError`: a bad flag or folder, bad
-    data, a failed training run, a full disk, a missing Inception graph, ...) becomes one
+@contextlib.contextmanager
+def exit_on_error(program: str) -> Iterator[None]:
+    """A known error (a `wae_tf.errors.WaeError`: a bad flag or folder, bad data, a failed
+    training run, a full disk, a missing Inception graph, ...) inside the block becomes one
     line on stderr, "<program>: error: ...", and exit status 1."""
     try:
-        return work()
+        yield
     except WaeError as e:
         print(f"{program}: error: {console.one_line(e)}", file=sys.stderr)
         sys.exit(1)
+
+
+def define_script_flags(name: str) -> None:
+    """A script's `__main__`: TensorFlow's start-up lines once at most, then its flags
+    (`define_flags`) on the global FlagValues, declared its key flags (its --help lists them)."""
+    console.quiet_tensorflow_startup()
+    for flag in define_flags(flags.FLAGS, name=name):
+        # declare_key_flag would make them key flags of this module; --help lists the
+        # key flags of the main module, which absl names by sys.argv[0].
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[flag])
