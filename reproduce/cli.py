@@ -104,7 +104,7 @@ class Options:
     assemble: tuple[Path, ...] = ()  # --assemble: bundle folders to assemble (no training)
     allow_mixed_bundles: bool = False
     allow_partial_bundles: bool = False
-    # Passed straight to wae_tf.trainer.train. sample_every None: max(1, epochs // 10).
+    # Passed straight to wae_tf.trainer.TrainSettings. sample_every None: max(1, epochs // 10).
     sample_every: int | None = None
     checkpoint_every: int = 1
     validate_every: int = 1

@@ -157,7 +157,7 @@ def train_model(options: Options, name: str) -> TrainedRun:
         workdir,
     )
     start = time.time()
-    model = trainer.train(config, workdir, **train_settings(options, config))
+    model = trainer.train(config, workdir, train_settings(options, config))
     logging.info("%s ready (%.1f s)", MODEL_LABELS[name], time.time() - start)
     paths = RunPaths(workdir)
     return TrainedRun(
@@ -171,17 +171,19 @@ def train_model(options: Options, name: str) -> TrainedRun:
     )
 
 
-def train_settings(options: Options, config) -> dict[str, Any]:
-    """The keyword arguments of `wae_tf.trainer.train` besides config and workdir."""
+def train_settings(options: Options, config):
+    """The `wae_tf.trainer.TrainSettings` of a run: the data, and the cadence flags."""
+    from wae_tf.run_settings import TrainSettings
+
     sample_every = options.sample_every
-    return {
-        "data_dir": options.data_dir,
-        "train_examples": options.train_examples,
-        "sample_every": max(1, config.epochs // 10) if sample_every is None else sample_every,
-        "checkpoint_every": options.checkpoint_every,
-        "validate_every": options.validate_every,
-        "verbose": options.verbose,
-    }
+    return TrainSettings(
+        data_dir=options.data_dir,
+        train_examples=options.train_examples,
+        sample_every=max(1, config.epochs // 10) if sample_every is None else sample_every,
+        checkpoint_every=options.checkpoint_every,
+        validate_every=options.validate_every,
+        verbose=options.verbose,
+    )
 
 
 def _read_run_file(path: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ absent, the layout and panel tests need no data.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import io
 import json
@@ -531,10 +532,10 @@ def test_cadence_flags_pass_straight_through_to_train(tmp_path, monkeypatch):
 
     seen = {}
 
-    def spy(config, workdir, **kwargs):
+    def spy(config, workdir, settings):
         # The real train() must accept exactly these arguments.
-        inspect.signature(real_train).bind(config, workdir, **kwargs)
-        seen.update(kwargs, epochs=config.epochs)
+        inspect.signature(real_train).bind(config, workdir, settings)
+        seen.update(dataclasses.asdict(settings), epochs=config.epochs)
         raise ReproError("stop")
 
     real_train = trainer.train
