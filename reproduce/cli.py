@@ -22,7 +22,7 @@ from typing import Any
 
 from absl import flags
 
-from wae_tf import console
+from wae_tf import cli_flags, console
 from wae_tf import provenance as provenance_lib
 from wae_tf.errors import WaeError
 
@@ -34,6 +34,40 @@ FID_FEATURES = ("ttur", "keras_inception_v3")
 DEFAULT_NUM_SAMPLES = 10_000
 # The dataset of each script ("all": both, one output after the other).
 SCRIPT_DATASETS = {"figure2": "mnist", "figure3": "celeba", "table1": "celeba", "all": None}
+# The training flags the scripts share with wae_tf.train: defined once, in wae_tf.cli_flags,
+# with the scripts' own defaults and, where they mean more here, their own help sentences.
+SHARED_FLAGS = (
+    "workdir",
+    "data_dir",
+    "seed",
+    "epochs",
+    "train_examples",
+    "eval_examples",
+    "width",
+    "sample_every",
+    "checkpoint_every",
+    "validate_every",
+    "split_rule",
+)
+SHARED_FLAG_DEFAULTS = {"workdir": "runs", "seed": 0, "sample_every": None}
+SHARED_FLAG_HELPS = {
+    "workdir": "Training runs: <workdir>/<dataset>[_tags]/<model>.",
+    "data_dir": "Dataset folder (MNIST: the four IDX files; CelebA: img_align_celeba/). Default: "
+    "$WAE_TF_DATA_DIR/<dataset> (mnist, fashion_mnist, celeba or celeba_10k); else MNIST "
+    "is downloaded into the cache ($WAE_TF_CACHE_DIR, default ~/.cache/wae_tf).",
+    "seed": "Seed of training and of the figure's draws.",
+    "epochs": "Epochs for every model (default: the paper's).",
+    "train_examples": "Train on the first N images (default: all).",
+    "eval_examples": "Test images for the reported numbers (default: the whole test split).",
+    "width": "Every layer this wide (reduced scale; default: the paper's).",
+    "sample_every": "wae_tf.trainer: epochs between sample PNGs in the run folder (0: none; "
+    "default max(1, epochs // 10)).",
+    "checkpoint_every": "wae_tf.trainer: epochs between checkpoints.",
+    "validate_every": "wae_tf.trainer: epochs between validations (0: none).",
+    "split_rule": "Train / test split (default: the paper preset's). MNIST: standard or "
+    "official_code; CelebA: official_code (the code's shuffle, default) or partition_file "
+    "(list_eval_partition.txt).",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,19 +176,14 @@ def define_flags(flag_values: flags.FlagValues, *, name: str) -> list[str]:
     )
     before = set(flag_values)
     fv = dict(flag_values=flag_values)
-    flags.DEFINE_string(
-        "workdir", "runs", "Training runs: <workdir>/<dataset>[_tags]/<model>.", **fv
+    shared = [n for n in SHARED_FLAGS if one_output or n != "data_dir"]
+    cli_flags.define_flags(
+        flag_values,
+        shared,
+        defaults=SHARED_FLAG_DEFAULTS,
+        helps={n: h for n, h in SHARED_FLAG_HELPS.items() if n in shared},
     )
-    if one_output:
-        flags.DEFINE_string(
-            "data_dir",
-            None,
-            "Dataset folder (MNIST: the four IDX files; CelebA: img_align_celeba/). Default: "
-            "$WAE_TF_DATA_DIR/<dataset> (mnist, fashion_mnist, celeba or celeba_10k); else "
-            "MNIST is downloaded into the cache ($WAE_TF_CACHE_DIR, default ~/.cache/wae_tf).",
-            **fv,
-        )
-    else:
+    if not one_output:
         flags.DEFINE_string(
             "data_root",
             None,
@@ -173,29 +202,6 @@ def define_flags(flag_values: flags.FlagValues, *, name: str) -> list[str]:
         False,
         f"Small run that shows the paper's story in minutes on a CPU: "
         f"{quick_text} (explicit flags win).",
-        **fv,
-    )
-    flags.DEFINE_integer(
-        "seed", 0, "Seed of training and of the figure's draws.", lower_bound=0, **fv
-    )
-    flags.DEFINE_integer(
-        "epochs", None, "Epochs for every model (default: the paper's).", lower_bound=1, **fv
-    )
-    flags.DEFINE_integer(
-        "train_examples", None, "Train on the first N images (default: all).", lower_bound=1, **fv
-    )
-    flags.DEFINE_integer(
-        "eval_examples",
-        None,
-        "Test images for the reported numbers (default: the whole test split).",
-        lower_bound=1,
-        **fv,
-    )
-    flags.DEFINE_integer(
-        "width",
-        None,
-        "Every layer this wide (reduced scale; default: the paper's).",
-        lower_bound=1,
         **fv,
     )
     flags.DEFINE_integer(
@@ -232,33 +238,6 @@ def define_flags(flag_values: flags.FlagValues, *, name: str) -> list[str]:
             "--assemble fewer than three models (labelled PARTIAL: missing ...).",
             **fv,
         )
-    flags.DEFINE_integer(
-        "sample_every",
-        None,
-        "wae_tf.trainer: epochs between sample PNGs in the run folder (0: none; "
-        "default max(1, epochs // 10)).",
-        lower_bound=0,
-        **fv,
-    )
-    flags.DEFINE_integer(
-        "checkpoint_every", 1, "wae_tf.trainer: epochs between checkpoints.", lower_bound=1, **fv
-    )
-    flags.DEFINE_integer(
-        "validate_every",
-        1,
-        "wae_tf.trainer: epochs between validations (0: none).",
-        lower_bound=0,
-        **fv,
-    )
-    flags.DEFINE_enum(
-        "split_rule",
-        None,
-        ("standard", "official_code", "partition_file"),
-        "Train / test split (default: the paper preset's). MNIST: standard or official_code; "
-        "CelebA: official_code (the code's shuffle, default) or partition_file "
-        "(list_eval_partition.txt).",
-        **fv,
-    )
     if fid:
         flags.DEFINE_string(
             "inception_graph",
