@@ -123,9 +123,7 @@ def finished_tiny_run(mnist_dir, tmp_path_factory):
             trained = trainer.train(
                 tiny_config(model, epochs=1),
                 workdir,
-                data_dir=mnist_dir,
-                verbose=0,
-                **TINY_RUN_DATA,
+                trainer.TrainSettings(data_dir=mnist_dir, verbose=0, **TINY_RUN_DATA),
             )
             runs[model] = workdir, trained
         return runs[model]

@@ -52,10 +52,7 @@ def train_run(mnist_dir: Path, workdir: Path, epochs: int):
     return trainer.train(
         tiny_config("wae_mmd", epochs=epochs),
         workdir,
-        data_dir=mnist_dir,
-        pretrain=False,
-        verbose=0,
-        **EXAMPLES,
+        trainer.TrainSettings(data_dir=mnist_dir, pretrain=False, verbose=0, **EXAMPLES),
     )
 
 
