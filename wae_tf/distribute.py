@@ -21,8 +21,8 @@ What each step guarantees:
    the WAE-GAN's two sub-optimizers each get their own (optimizers.py).
 2. `fit` splits every global batch (the paper's 100 [paper, App. C]) over the replicas.
    The models then compute the MMD penalty and the WAE-GAN losses on the *global*
-   batch (codes gathered with `replicas.all_gather`), every replica takes its rows of
-   one global draw of prior samples / input noise (`replicas.local_rows`), and the loss
+   batch (codes gathered with `global_batch.all_gather`), every replica takes its rows of
+   one global draw of prior samples / input noise (`global_batch.local_rows`), and the loss
    is divided by the number of replicas because the optimizer sums the replicas'
    gradients. Together with `config.sync_batch_norm=True` (BN statistics over the
    global batch) a distributed step equals a single-device step on the same global

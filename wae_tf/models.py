@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from wae_tf import losses, networks, optimizers, pretraining, replicas
+from wae_tf import global_batch, losses, networks, optimizers, pretraining
 from wae_tf.configs import Config
 
 
@@ -64,10 +64,10 @@ class _AutoEncoderBase(keras.Model):
     def sample_prior(self, n: int, seed=None):
         """n draws from P_Z = N(0, sigma_z^2 I) [paper, Sec. 4], shape (n, d_z).
 
-        Under tf.distribute, n is this replica's share of one global draw [replicas.py].
+        Under tf.distribute, n is this replica's share of one global draw [global_batch.py].
         """
         seed = self.seed_generator if seed is None else seed
-        return replicas.local_rows(
+        return global_batch.local_rows(
             lambda m: keras.random.normal(
                 (m, self.config.z_dim), stddev=self.config.pz_scale, seed=seed
             ),
@@ -123,7 +123,7 @@ class _AutoEncoderBase(keras.Model):
         """
         if self.config.input_noise_stddev <= 0:
             return images
-        noise = replicas.local_rows(
+        noise = global_batch.local_rows(
             lambda m: keras.random.truncated_normal(
                 (m, *images.shape[1:]),
                 stddev=self.config.input_noise_stddev,
@@ -136,7 +136,9 @@ class _AutoEncoderBase(keras.Model):
     def _update_trackers(self, terms: dict):
         for tracker in self.metrics:
             tracker.update_state(terms[tracker.name])
-        return replicas.reducible_logs({tracker.name: tracker.result() for tracker in self.metrics})
+        return global_batch.reducible_logs(
+            {tracker.name: tracker.result() for tracker in self.metrics}
+        )
 
     def _tensorflow_step(self, loss_fn, variables, optimizer):
         """One gradient step on `variables`, TensorFlow backend. Returns loss_fn's terms."""
@@ -144,8 +146,8 @@ class _AutoEncoderBase(keras.Model):
 
         with tf.GradientTape() as tape:
             terms = loss_fn()
-            # Gradients are summed across replicas under tf.distribute [replicas.py].
-            loss = terms["loss"] / replicas.num_replicas_in_sync()
+            # Gradients are summed across replicas under tf.distribute [global_batch.py].
+            loss = terms["loss"] / global_batch.num_replicas_in_sync()
             loss = optimizer.scale_loss(loss)
         grads = tape.gradient(loss, variables)
         optimizer.apply(grads, variables)
@@ -226,7 +228,7 @@ class WAE(_AutoEncoderBase):
         qz: codes (B, d_z); pz: prior draws (B, d_z). wae_mmd: the unbiased MMD^2
         estimate; wae_gan: the encoder's non-saturating -log D(z~), in nats.
         """
-        qz, pz = replicas.all_gather(qz), replicas.all_gather(pz)
+        qz, pz = global_batch.all_gather(qz), global_batch.all_gather(pz)
         if self.config.penalty == "mmd":
             return losses.mmd_penalty(qz, pz, self.config.mmd_kernel, self.config.pz_scale)
         return losses.gan_penalty(self.adversary_logits(qz))
@@ -258,7 +260,7 @@ class WAE(_AutoEncoderBase):
         {"loss": lambda * (BCE(D(z), 1) + BCE(D(z~), 0))} in nats, a batch mean over the
         batch gathered across replicas.
         """
-        qz, pz = replicas.all_gather(qz), replicas.all_gather(pz)
+        qz, pz = global_batch.all_gather(qz), global_batch.all_gather(pz)
         loss = losses.adversary_loss(
             self.adversary_logits(pz, training=True),
             self.adversary_logits(ops.stop_gradient(qz), training=True),
@@ -373,7 +375,7 @@ class VAE(_AutoEncoderBase):
     def reparameterize(self, mean, log_variance):
         """A draw z = mean + exp(log_variance / 2) * eps, eps ~ N(0, I) from the model's
         SeedGenerator: (B, d_z), differentiable in mean and log_variance."""
-        eps = replicas.local_rows(
+        eps = global_batch.local_rows(
             lambda m: keras.random.normal((m, mean.shape[-1]), seed=self.seed_generator),
             ops.shape(mean)[0],
         )

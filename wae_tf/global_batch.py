@@ -1,4 +1,4 @@
-"""Cross-replica helpers: the paper's estimators use the *global* batch.
+"""The global batch under tf.distribute: the paper's estimators see all replicas' examples.
 
 Under `tf.distribute`, each replica sees batch / R examples. The MMD estimate is not a
 sum over examples (it compares all pairs of codes), so computing it per replica would
