@@ -429,14 +429,26 @@ def finished_bundles(spec: OutputSpec, options: Options) -> tuple[Path, ...]:
     return paths
 
 
+def checked_all(options_by_dataset: dict[str, Options]) -> dict[str, Options]:
+    """`reproduce.all`'s checks, for every dataset before anything is trained (as a script
+    checks its one): folders, data (read, CelebA decoded into the cache) and the FID
+    network. Returns the options with each resolved --data_dir."""
+    checked = {}
+    for dataset, options in options_by_dataset.items():
+        checked[dataset] = checked_folders(options)
+        sample_scores(checked[dataset])  # an unusable --inception_graph stops here
+        checked_data(checked[dataset])
+    return checked
+
+
 def time_estimate(options_by_dataset: dict[str, Options]) -> str:
     """One line per dataset and a total: the training steps still to run (finished epochs
-    of existing runs are not counted) times `specs.CPU_SECONDS_PER_STEP`."""
+    of existing runs are not counted) times `specs.CPU_SECONDS_PER_STEP`. The options are
+    `checked_all`'s (their --data_dir resolved)."""
     import math
 
     lines, total = [], 0.0
     for dataset, options in options_by_dataset.items():
-        options = checked_folders(options)
         train_size = options.train_examples or _train_split_size(options)
         steps = 0
         for model in MODELS:
@@ -495,12 +507,13 @@ def main(argv: Sequence[str], spec: OutputSpec) -> None:
 
 
 def main_all(argv: Sequence[str]) -> None:
-    """`reproduce.all`'s `main`: the options of both datasets from the same flags, one time
-    estimate up front, then every output (`make_all`); one line per output at the end."""
+    """`reproduce.all`'s `main`: the options of both datasets from the same flags, every
+    check (`checked_all`), one time estimate, then every output (`make_all`); one line per
+    output at the end."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     with exit_on_error("all"):
-        options = {d: options_from_flags(flags.FLAGS, d) for d in DATASET_OUTPUTS}
+        options = checked_all({d: options_from_flags(flags.FLAGS, d) for d in DATASET_OUTPUTS})
         print(f"all: {time_estimate(options)}", flush=True)
         payloads = make_all(options)
     names = [spec.name for outputs in DATASET_OUTPUTS.values() for spec in outputs]

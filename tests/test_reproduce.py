@@ -927,6 +927,17 @@ def test_all_writes_every_output_from_one_command_and_resumes(mnist_dir, celeba_
     }
     assert fig3["models"]["wae_mmd"]["sharpness"] == table["rows"]["wae_mmd"]["sharpness"]
 
+    # Every check before any training, for both datasets: a bad graph stops it at once.
+    bad = subprocess.run(
+        [*command, f"--workdir={tmp_path / 'other'}", f"--inception_graph={tmp_path}/no.pb"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 1 and not (tmp_path / "other").exists()
+    assert bad.stderr.strip().splitlines()[-1].startswith("all: error: --inception_graph=")
+
     second = run()
     assert second.stdout.splitlines()[0] == "all: figure2: 0 training steps to run, ~0 s"
     assert "reusing the finished bundles" in second.stderr
