@@ -7,8 +7,9 @@ The data: DIR (default $WAE_TF_DATA_DIR) holds mnist/ (else MNIST is downloaded 
 cache) and celeba/ or celeba_10k/ (img_align_celeba/ inside). Prints one time estimate up
 front, then trains the six runs (or reuses them) and writes <out_dir>/figure2/,
 <out_dir>/figure3/ and <out_dir>/table1/ (default out_dir: runs/all), each as its own script
-would (`reproduce.figure2` etc., the same flags); Figure 3 and Table 1 share the CelebA runs
-and bundles. Interrupted, the same command resumes: training continues from the last
+would (`reproduce.figure2` etc.; their flags but --data_dir, --models and --assemble);
+Figure 3 and Table 1 share the CelebA runs and bundles. Every check (folders, both
+datasets, the Inception graph) runs before anything is trained. Interrupted, the same command resumes: training continues from the last
 checkpoint, and finished bundles of the same code and settings are reused.
 """
 
