@@ -409,7 +409,8 @@ def make_all(options_by_dataset: dict[str, Options]) -> list[dict[str, Any]]:
 
 def finished_bundles(spec: OutputSpec, options: Options) -> tuple[Path, ...]:
     """The three bundles in --out_dir when each was made by this code (same sources) with
-    these settings from a run of the target epochs, else () (they are computed again)."""
+    these settings, the same FID network (CelebA) and from a run of the target epochs, else
+    () (they are computed again)."""
     from wae_tf import provenance
 
     sources = provenance.code_version().get("source_sha256")
@@ -425,6 +426,10 @@ def finished_bundles(spec: OutputSpec, options: Options) -> tuple[Path, ...]:
             or bundle.provenance.get("source_sha256") != sources
             or bundle.epochs != run_config(options, model).epochs
         ):
+            return ()
+    if spec.dataset == "celeba":  # e.g. a first call without --inception_graph: FID null
+        fid = sample_scores(options).fid_info["identity"]
+        if any(b.metrics["fid_info"]["identity"] != fid for b in found):
             return ()
     return paths
 

@@ -33,10 +33,11 @@ from quick_figure_checks import assert_samples_vary, assert_scores_differ
 from reproduce import bundles, figure2, figure3, table1
 from reproduce.cli import MODELS, ReproError, exit_on_error, parse_args, quick_settings
 from reproduce.evaluation import interpolation_panel, reconstruction_panel
-from reproduce.pipeline import train_model
+from reproduce.pipeline import finished_bundles, train_model
 from reproduce.render import FigureLayout, figure_layout, render_figure
 from reproduce.report import OutDirLock
 from reproduce.specs import (
+    FIGURE3,
     PANEL_COLS,
     PANEL_ROWS,
     RECONSTRUCTION_PAIRS,
@@ -943,3 +944,14 @@ def test_all_writes_every_output_from_one_command_and_resumes(mnist_dir, celeba_
     assert "reusing the finished bundles" in second.stderr
     again = _read_json(out / "table1" / "table1.json")
     assert again["rows"] == table["rows"] and again["models"].keys() == table["models"].keys()
+    # Reused only as made: another FID network (here a graph where there was none) or other
+    # settings compute them again.
+    same = [a for a in command[3:] if not a.startswith(("--data_root", "--out_dir"))]
+    fig3 = ["figure3", *same, f"--data_dir={celeba_dir}", f"--out_dir={out / 'figure3'}"]
+    assert len(finished_bundles(FIGURE3, parse_args(fig3, "figure3"))) == 3
+    graph = write_standin_inception_graph(tmp_path / "classify_image_graph_def.pb")
+    assert (
+        finished_bundles(FIGURE3, parse_args([*fig3, f"--inception_graph={graph}"], "figure3"))
+        == ()
+    )
+    assert finished_bundles(FIGURE3, parse_args([*fig3, "--num_samples=50"], "figure3")) == ()
