@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import os
@@ -9,10 +10,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tiny_mnist_run_flags  # noqa: F401 (test_distribute imports it from here)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -108,49 +111,38 @@ def tiny_config(model: str = "wae_mmd", epochs: int = 1, **overrides):
 TINY_RUN_DATA = dict(train_examples=100, eval_examples=50, pretrain=False)
 
 
-@pytest.fixture(scope="session")
-def finished_tiny_run(mnist_dir, tmp_path_factory):
-    """finished_tiny_run(model) -> (workdir, trained model): a finished 1-epoch run of
-    `tiny_config(model)` on 100 MNIST images (50 to evaluate, no pretraining), trained once
-    per session and shared. A test that changes the run works on a copy of its folder."""
+def train_tiny_run(mnist_dir: Path, workdir: Path, model: str = "wae_mmd", epochs: int = 1):
+    """`trainer.train` of `tiny_config(model, epochs)` on TINY_RUN_DATA, quietly: in-process,
+    the run `python -m wae_tf.train` with `helpers.tiny_mnist_run_flags(..., pretrain=False)`
+    makes, so either can extend a run of the other."""
     from wae_tf import trainer
 
+    settings = trainer.TrainSettings(data_dir=mnist_dir, verbose=0, **TINY_RUN_DATA)
+    return trainer.train(tiny_config(model, epochs=epochs), workdir, settings)
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_run(mnist_dir, tmp_path_factory):
+    """finished_tiny_run(model, epochs=1) -> (workdir, trained model): a finished run of
+    `tiny_config(model, epochs)` on 100 MNIST images (50 to evaluate, no pretraining; one
+    checkpoint per epoch, the newest 2 kept), trained once per session and shared. A test
+    that changes the run works on a copy of its folder."""
     runs = {}
 
-    def finished(model: str):
-        if model not in runs:
-            workdir = tmp_path_factory.mktemp(f"tiny_{model}") / "run"
-            trained = trainer.train(
-                tiny_config(model, epochs=1),
-                workdir,
-                trainer.TrainSettings(data_dir=mnist_dir, verbose=0, **TINY_RUN_DATA),
-            )
-            runs[model] = workdir, trained
-        return runs[model]
+    def finished(model: str, epochs: int = 1):
+        if (model, epochs) not in runs:
+            workdir = tmp_path_factory.mktemp(f"tiny_{model}_{epochs}") / "run"
+            runs[model, epochs] = workdir, train_tiny_run(mnist_dir, workdir, model, epochs)
+        return runs[model, epochs]
 
     return finished
 
 
-def tiny_mnist_run_flags(mnist_dir: Path, workdir: Path, model: str = "wae_gan") -> list[str]:
-    """`python -m wae_tf.train` flags of a seconds-long run: 4-wide nets, 100 images."""
-    return [
-        "--dataset=mnist",
-        f"--model={model}",
-        f"--data_dir={mnist_dir}",
-        f"--workdir={workdir}",
-        "--width=4",
-        "--train_examples=100",
-        "--eval_examples=50",
-        "--batch_size=50",
-        "--verbose=2",
-    ]
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path: Path):
-    """A freshly mounted 8 MiB tmpfs (a real file system that runs out of space: ENOSPC);
-    unmounted afterwards. Skips where mounting is not allowed (it needs root)."""
-    mount_point = tmp_path / "tmpfs"
+@contextlib.contextmanager
+def mounted_tmpfs(mount_point: Path) -> Iterator[Path]:
+    """A freshly mounted 8 MiB tmpfs at `mount_point` (a real file system that runs out
+    of space: ENOSPC); unmounted afterwards. pytest.skip where mounting is not allowed (it
+    needs root)."""
     mount_point.mkdir()
     command = ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)]
     try:
@@ -163,6 +155,13 @@ def small_tmpfs(tmp_path: Path):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """`mounted_tmpfs` at tmp_path/tmpfs for one test; skips where it cannot be mounted."""
+    with mounted_tmpfs(tmp_path / "tmpfs") as mount_point:
+        yield mount_point
 
 
 def fill_disk(folder: Path, leave: int = 0) -> Path:

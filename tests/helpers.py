@@ -4,11 +4,18 @@
   interface, used by tests/test_metrics.py (the loader) and tests/test_reproduce.py
   (Table 1's numeric FIDs) instead of a real 95 MB download.
 - `run_script`: `python -m reproduce.<script> ARGS` in-process, on its own flag values.
+- `run_together`: several subprocesses at once (each command line pays its own
+  TensorFlow import, ~5-8 s of one core: started together they overlap).
+- `tiny_mnist_run_flags`: the one spelling of a seconds-long `python -m wae_tf.train`
+  command line (tests/conftest.py's `train_tiny_run` is the same run in-process).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -60,3 +67,79 @@ def run_script(script: ModuleType, argv: Sequence[str]) -> dict[str, Any]:
 
     spec = specs.OUTPUTS[script.__name__.rsplit(".", 1)[-1]]
     return pipeline.make(spec, cli.parse_args(argv, spec.name))
+
+
+def tiny_mnist_run_flags(
+    mnist_dir: Path,
+    workdir: Path,
+    model: str = "wae_gan",
+    *,
+    epochs: int | None = None,
+    pretrain: bool = True,
+    verbose: int | None = 2,
+) -> list[str]:
+    """`python -m wae_tf.train` flags of a seconds-long run: 4-wide nets, 100 MNIST images
+    (50 to evaluate), batches of 50 (25 per worker on two workers). With pretrain=False it
+    is the run tests/conftest.py's `train_tiny_run(mnist_dir, workdir, model, epochs)`
+    trains in-process, so the CLI can extend a run trained there. None leaves a flag at
+    its default (verbose=None: what a redirected run shows)."""
+    flags = [
+        "--dataset=mnist",
+        f"--model={model}",
+        f"--data_dir={mnist_dir}",
+        f"--workdir={workdir}",
+        "--width=4",
+        "--train_examples=100",
+        "--eval_examples=50",
+        "--batch_size=50",
+    ]
+    if epochs is not None:
+        flags.append(f"--epochs={epochs}")
+    if not pretrain:
+        flags.append("--nopretrain")
+    if verbose is not None:
+        flags.append(f"--verbose={verbose}")
+    return flags
+
+
+def run_together(
+    commands: Mapping[str, Sequence[str]],
+    timeout: float = 300,
+    most: int = 4,
+    each: Mapping[str, Mapping[str, Any]] | None = None,
+    **popen: Any,
+) -> dict[str, subprocess.CompletedProcess]:
+    """{name: the finished run of commands[name]}, up to `most` running at a time (the
+    next starts when any one ends), each with each[name]'s Popen arguments (cwd, env,
+    ...) over `popen`'s, and `timeout` seconds. Output is captured as text, decoded but
+    not newline-translated: a '\r' a process writes stays visible (subprocess.run's
+    text=True would turn it into '\n'). Whatever still runs when one fails is killed."""
+    waiting, running, done = list(commands.items()), {}, {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < most:
+                name, command = waiting.pop(0)
+                out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+                own = {**popen, **(each or {}).get(name, {})}
+                process = subprocess.Popen(command, stdout=out, stderr=err, **own)
+                running[name] = process, out, err, time.monotonic()
+            time.sleep(0.05)
+            for name, (process, out, err, start) in list(running.items()):
+                if process.poll() is None:
+                    if time.monotonic() - start > timeout:
+                        raise subprocess.TimeoutExpired(process.args, timeout)
+                    continue
+                del running[name]
+                output = []
+                for stream in (out, err):
+                    stream.seek(0)
+                    output.append(stream.read().decode())
+                    stream.close()
+                done[name] = subprocess.CompletedProcess(process.args, process.returncode, *output)
+    finally:
+        for process, out, err, _ in running.values():
+            process.kill()
+            process.wait()
+            out.close()
+            err.close()
+    return {name: done[name] for name in commands}

@@ -7,11 +7,14 @@
   with one line naming the file and the intact checkpoint; freeing space and rerunning
   resumes.
 
-Tiny nets (`--width=4`), 200 images: about 1 minute on 2 shared CPU cores, two CLI runs.
+Tiny nets (`--width=4`), 100 images: every test copies the session's 2-epoch run
+(conftest's `finished_tiny_run`), and the four command-line runs start together
+(`cli_runs`). About 1 minute on 2 shared CPU cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import shutil
@@ -22,47 +25,35 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, fill_disk, python_env, run_python, tiny_config
+from conftest import (
+    REPO_ROOT,
+    fill_disk,
+    mounted_tmpfs,
+    python_env,
+    tiny_config,
+    train_tiny_run,
+)
+from helpers import run_together, tiny_mnist_run_flags
 
 from wae_tf import checkpoints, rundir, trainer
 
-EXAMPLES = dict(train_examples=200, eval_examples=100)
-
 
 def cli_args(mnist_dir: Path, workdir: Path, epochs: int) -> list[str]:
-    """The command line of `train_run` below, with another --epochs."""
-    return [
-        "-m",
-        "wae_tf.train",
-        "--dataset=mnist",
-        "--model=wae_mmd",
-        f"--data_dir={mnist_dir}",
-        f"--workdir={workdir}",
-        "--width=4",
-        "--batch_size=50",
-        "--train_examples=200",
-        "--eval_examples=100",
-        "--nopretrain",
-        "--verbose=2",
-        f"--epochs={epochs}",
-    ]
+    """`python -m wae_tf.train` extending a run of `train_run` below to `epochs`."""
+    flags = tiny_mnist_run_flags(mnist_dir, workdir, "wae_mmd", epochs=epochs, pretrain=False)
+    return ["-m", "wae_tf.train", *flags]
 
 
 def train_run(mnist_dir: Path, workdir: Path, epochs: int):
-    return trainer.train(
-        tiny_config("wae_mmd", epochs=epochs),
-        workdir,
-        trainer.TrainSettings(data_dir=mnist_dir, pretrain=False, verbose=0, **EXAMPLES),
-    )
+    return train_tiny_run(mnist_dir, workdir, "wae_mmd", epochs)
 
 
-# Trains for ~6 s on 2 cores: every test that uses it is marked slow.
-@pytest.fixture(scope="module")
-def two_epochs(mnist_dir, tmp_path_factory) -> Path:
-    """A finished 2-epoch run: checkpoints epoch_0001.npz and epoch_0002.npz (keep=2)."""
-    workdir = tmp_path_factory.mktemp("base") / "run"
-    train_run(mnist_dir, workdir, epochs=2)
-    return workdir
+@pytest.fixture
+def two_epochs(finished_tiny_run) -> Path:
+    """A finished 2-epoch run: checkpoints epoch_0001.npz and epoch_0002.npz (keep=2),
+    trained once per session (~6 s on 2 cores: every test that uses it is marked slow).
+    Read-only: a test that changes it works on a copy (`copy_run`)."""
+    return finished_tiny_run("wae_mmd", epochs=2)[0]
 
 
 def copy_run(source: Path, target: Path) -> rundir.RunPaths:
@@ -76,6 +67,60 @@ def history_epochs(paths: rundir.RunPaths) -> list[int]:
 
 def last_line(stderr: str) -> str:
     return stderr.strip().splitlines()[-1]
+
+
+def remount_read_only(mount_point: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True, timeout=30)
+
+
+# The four command-line runs of this file (the test_cli_* tests), each on its own copy of
+# the 2-epoch run, set up and then started together: each pays a TensorFlow import and an
+# epoch. Trains: every test that uses it is marked slow.
+@pytest.fixture(scope="module")
+def cli_runs(mnist_dir, finished_tiny_run, tmp_path_factory):
+    """{name: (its run's RunPaths, its CompletedProcess)}, or {name: why it was skipped}
+    for a run on a tmpfs where none can be mounted; "filler": the full disk's filler."""
+    source = finished_tiny_run("wae_mmd", epochs=2)[0]
+    folder = tmp_path_factory.mktemp("cli")
+    runs, commands, each = {}, {}, {}
+    with contextlib.ExitStack() as mounts:
+        # A truncated latest checkpoint, as `truncate -s` leaves it.
+        paths = runs["truncated"] = copy_run(source, folder / "truncated")
+        with open(paths.checkpoint(2), "r+b") as f:
+            f.truncate(paths.checkpoint(2).stat().st_size // 2)
+        commands["truncated"] = [sys.executable, *cli_args(mnist_dir, paths.root, epochs=3)]
+        # A file-size limit below a checkpoint's size (EFBIG, as `ulimit -f` makes it;
+        # Python ignores SIGXFSZ, so the write fails); the small files fit.
+        paths = runs["file_size"] = copy_run(source, folder / "file_size")
+        limit = paths.checkpoint(2).stat().st_size // 2
+
+        def limit_file_size():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        commands["file_size"] = [sys.executable, *cli_args(mnist_dir, paths.root, epochs=3)]
+        each["file_size"] = {"preexec_fn": limit_file_size}
+        try:
+            # A full disk (room for the small files only); a read-only file system.
+            full = mounts.enter_context(mounted_tmpfs(folder / "full"))
+            paths = runs["full_disk"] = copy_run(source, full / "run")
+            runs["filler"] = fill_disk(full, leave=paths.checkpoint(2).stat().st_size // 2)
+            commands["full_disk"] = [sys.executable, *cli_args(mnist_dir, paths.root, epochs=3)]
+            read_only = mounts.enter_context(mounted_tmpfs(folder / "read_only"))
+            paths = runs["read_only"] = copy_run(source, read_only / "run")
+            remount_read_only(read_only)
+            commands["read_only"] = [sys.executable, *cli_args(mnist_dir, paths.root, epochs=2)]
+        except pytest.skip.Exception as skipped:
+            for name in ("full_disk", "read_only"):
+                runs[name] = str(skipped)
+                commands.pop(name, None)
+        results = run_together(commands, cwd=REPO_ROOT, env=python_env(), each=each)
+        yield {name: (run, results[name]) if name in results else run for name, run in runs.items()}
+
+
+def cli_run(cli_runs, name: str) -> tuple[rundir.RunPaths, subprocess.CompletedProcess]:
+    if isinstance(cli_runs[name], str):
+        pytest.skip(cli_runs[name])
+    return cli_runs[name]
 
 
 # ======================================================================================
@@ -99,7 +144,7 @@ def test_list_latest_and_prune_keep_the_newest(tmp_path):
 
 @pytest.mark.slow
 def test_a_damaged_file_assigns_nothing(two_epochs, tmp_path):
-    model = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=4)
+    model = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=2)
     before = [np.asarray(v) for v in model.variables]
     damaged = tmp_path / "epoch_0002.npz"
     content = (two_epochs / "checkpoints" / "epoch_0002.npz").read_bytes()
@@ -115,7 +160,7 @@ def test_files_that_are_not_npz_archives_are_not_checkpoints_one_line_each(tmp_p
     paths.checkpoints.mkdir()
     paths.checkpoint(1).write_bytes(b"garbage written over a checkpoint")
     paths.checkpoint(2).write_bytes(b"")  # truncated to nothing
-    model = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=4)
+    model = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=2)
     with caplog.at_level(logging.WARNING), pytest.raises(rundir.WorkdirError):
         checkpoints.restore_latest(model, paths)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
@@ -137,12 +182,12 @@ def test_a_worker_that_listed_before_the_chief_moved_the_damaged_one_aside_follo
     paths = copy_run(two_epochs, tmp_path / "run")
     paths.checkpoint(2).write_bytes(paths.checkpoint(2).read_bytes()[:1000])
     listed_by_the_worker = checkpoints.list_checkpoints(paths)
-    chief = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=4)
+    chief = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=2)
     assert checkpoints.restore_latest(chief, paths, move_aside=True)[0] == 1
     assert (paths.checkpoints / "epoch_0002.npz.corrupt").is_file()
 
     monkeypatch.setattr(checkpoints, "list_checkpoints", lambda _: listed_by_the_worker)
-    worker = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=4)
+    worker = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=2)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert checkpoints.restore_latest(worker, paths, move_aside=False)[0] == 1
@@ -167,7 +212,7 @@ def test_the_chief_moves_a_damaged_checkpoint_aside_only_after_it_has_chosen(
         return restore(model, path)
 
     monkeypatch.setattr(checkpoints, "restore", restore_and_look)
-    model = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=4)
+    model = trainer.build_compiled_model(tiny_config("wae_mmd"), steps_per_epoch=2)
     assert checkpoints.restore_latest(model, paths, move_aside=True)[0] == 1
     assert seen[-1] == ("epoch_0001.npz", ["epoch_0001.npz", "epoch_0002.npz"])
     assert sorted(p.name for p in paths.checkpoints.iterdir()) == [
@@ -182,15 +227,9 @@ def test_the_chief_moves_a_damaged_checkpoint_aside_only_after_it_has_chosen(
 
 
 @pytest.mark.slow
-def test_cli_truncated_latest_checkpoint_is_moved_aside_and_the_run_resumes_before_it(
-    mnist_dir, two_epochs, tmp_path
-):
-    paths = copy_run(two_epochs, tmp_path / "run")
+def test_cli_truncated_latest_checkpoint_is_moved_aside_and_the_run_resumes_before_it(cli_runs):
+    paths, result = cli_run(cli_runs, "truncated")
     latest = paths.checkpoint(2)
-    with open(latest, "r+b") as f:  # as `truncate -s` does
-        f.truncate(latest.stat().st_size // 2)
-
-    result = run_python(*cli_args(mnist_dir, paths.root, epochs=3))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     (warning,) = [line for line in result.stderr.splitlines() if "unreadable" in line]
@@ -273,14 +312,9 @@ def test_no_readable_checkpoint_of_an_unfinished_run_says_to_start_over(
 
 
 @pytest.mark.slow
-def test_cli_full_disk_at_a_checkpoint_is_one_line_and_a_rerun_resumes(
-    mnist_dir, two_epochs, small_tmpfs
-):
-    paths = copy_run(two_epochs, small_tmpfs / "run")
-    size = paths.checkpoint(2).stat().st_size
-    filler = fill_disk(small_tmpfs, leave=size // 2)  # room for the small files only
-
-    result = run_python(*cli_args(mnist_dir, paths.root, epochs=3))
+def test_cli_full_disk_at_a_checkpoint_is_one_line_and_a_rerun_resumes(mnist_dir, cli_runs):
+    paths, result = cli_run(cli_runs, "full_disk")
+    filler = cli_runs["filler"]
     assert result.returncode == 1
     assert last_line(result.stderr) == (
         f"wae_tf.train: error: no space left to write {paths.checkpoint(3)}; the last good "
@@ -341,17 +375,9 @@ def test_full_disk_before_the_first_write_names_the_workdir_and_leaves_it_empty(
 # ======================================================================================
 
 
-def remount_read_only(mount_point: Path) -> None:
-    subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True, timeout=30)
-
-
 @pytest.mark.slow
-def test_cli_finished_run_on_a_read_only_file_system_is_the_same_no_op(
-    mnist_dir, two_epochs, small_tmpfs
-):
-    paths = copy_run(two_epochs, small_tmpfs / "run")
-    remount_read_only(small_tmpfs)
-    result = run_python(*cli_args(mnist_dir, paths.root, epochs=2))
+def test_cli_finished_run_on_a_read_only_file_system_is_the_same_no_op(mnist_dir, cli_runs):
+    paths, result = cli_run(cli_runs, "read_only")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "already finished 2 epochs" in result.stderr
 
@@ -365,24 +391,10 @@ def test_cli_finished_run_on_a_read_only_file_system_is_the_same_no_op(
 
 @pytest.mark.slow
 def test_cli_checkpoint_over_the_file_size_limit_is_one_line_and_a_rerun_resumes(
-    mnist_dir, two_epochs, tmp_path
+    mnist_dir, cli_runs
 ):
     """EFBIG, as `ulimit -f` makes it (Python ignores SIGXFSZ, so the write fails)."""
-    paths = copy_run(two_epochs, tmp_path / "run")
-    limit = paths.checkpoint(2).stat().st_size // 2  # the small files fit, a checkpoint not
-
-    def limit_file_size():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    result = subprocess.run(
-        [sys.executable, *cli_args(mnist_dir, paths.root, epochs=3)],
-        cwd=REPO_ROOT,
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=limit_file_size,
-    )
+    paths, result = cli_run(cli_runs, "file_size")
     assert result.returncode == 1
     assert last_line(result.stderr) == (
         f"wae_tf.train: error: cannot write {paths.checkpoint(3)}: the file would be larger "
