@@ -1,24 +1,26 @@
 """SavedModel export for TF Serving: signatures, round trip, the CLI and its bad inputs.
 
 Tiny nets (width 4) trained for one step, so that BatchNormalization's moving statistics
-differ from batch statistics and an export in training mode would show. Runtime: about
-60 s on 2 shared CPU cores (three exports, three reloads, three subprocesses).
+differ from batch statistics and an export in training mode would show. The nine
+command-line runs (export CLI, saved_model_cli, two fresh-Python loads) start together,
+four at a time (`cli_runs`): each pays its own TensorFlow import.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import fill_disk
+from helpers import run_together
 
-from wae_tf import configs, export, models
+from wae_tf import checkpoints, configs, export, fileio, models, rundir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_SIGNATURES = {"encode", "decode", "reconstruct", "sample", "serving_default"}
@@ -143,18 +145,8 @@ def test_encode_rejects_images_of_the_wrong_size_at_serving_time(served, export_
 
 
 @pytest.mark.slow
-def test_saved_model_cli_lists_the_signatures_and_input_names(export_dir):
-    script = shutil.which("saved_model_cli")
-    command = (
-        [script] if script else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    )
-    run = subprocess.run(
-        [*command, "show", "--all", "--dir", str(export_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-    )
+def test_saved_model_cli_lists_the_signatures_and_input_names(cli_runs):
+    run = cli_runs["saved_model_cli"]
     assert run.returncode == 0, run.stderr[-3000:]
     for name in EXPECTED_SIGNATURES:
         assert f"signature_def['{name}']" in run.stdout
@@ -270,26 +262,81 @@ def test_load_model_names_a_damaged_keras_file_and_what_to_do(model, tmp_path, d
 # --- The command line ------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "wae_tf.export", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+def _export_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "wae_tf.export", *args]
+
+
+def _load_in_a_fresh_python(load: str, path: Path) -> list[str]:
+    code = f"{load.replace('PATH', repr(str(path)))}; print(type(model).__name__)"
+    return [sys.executable, "-c", code]
+
+
+# The two documented ways to load a .keras file of ours: wae_tf.load_model, or keras's
+# loader after `import wae_tf.models` (which registers the classes).
+DOCUMENTED_LOADS = (
+    "import wae_tf; model = wae_tf.load_model(PATH)",
+    "import keras, wae_tf.models; model = keras.saving.load_model(PATH)",
+)
+
+
+# Every command-line run of this file, started together (each pays its own TensorFlow
+# import): {name: its CompletedProcess}, and `cli_runs.folder` where their inputs are.
+@pytest.fixture(scope="module")
+def cli_runs(model, export_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    for name in ("workdir", "keras_file", "damaged", "jax"):  # a run's final model
+        (folder / name).mkdir()
+        model.save(folder / name / "final.keras")
+    damaged = folder / "damaged" / "final.keras"
+    damaged.write_bytes(damaged.read_bytes()[:20000])
+    (folder / "empty").mkdir()
+    unfinished = rundir.RunPaths(folder / "unfinished")  # killed after epoch 3's checkpoint
+    fileio.write_json(
+        unfinished.config, {"config": model.config.to_dict(), "data": {"steps_per_epoch": 1}}
     )
+    checkpoints.save(model, unfinished.checkpoint(3), {"epoch": 3})
+    tool = shutil.which("saved_model_cli")
+    tool = [tool] if tool else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    commands = {
+        "saved_model_cli": [*tool, "show", "--all", "--dir", str(export_dir)],
+        "workdir": _export_cli(
+            f"--workdir={folder / 'workdir'}", f"--export_dir={folder / 'workdir_export' / '1'}"
+        ),
+        "empty": _export_cli(
+            f"--workdir={folder / 'empty'}", f"--export_dir={folder / 'empty_export' / '1'}"
+        ),
+        "damaged": _export_cli(f"--workdir={damaged}", f"--export_dir={folder / 'out' / '1'}"),
+        "keras_file": _export_cli(
+            f"--workdir={folder / 'keras_file' / 'final.keras'}",
+            f"--export_dir={folder / 'keras_file_export' / '1'}",
+        ),
+        "unfinished_refused": _export_cli(
+            f"--workdir={unfinished.root}", f"--export_dir={folder / 'refused' / '1'}"
+        ),
+        "unfinished_allowed": _export_cli(
+            f"--workdir={unfinished.root}",
+            f"--export_dir={folder / 'allowed' / '1'}",
+            "--allow_unfinished",
+        ),
+    }
+    for i, load in enumerate(DOCUMENTED_LOADS):
+        commands[f"load_{i}"] = _load_in_a_fresh_python(load, folder / "keras_file" / "final.keras")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    each = {}
+    if importlib.util.find_spec("jax") is not None:
+        jax = folder / "jax" / "final.keras"
+        commands["jax"] = _export_cli(f"--workdir={jax}", f"--export_dir={folder}/1")
+        each["jax"] = {"env": dict(env, KERAS_BACKEND="jax")}
+    runs = run_together(commands, cwd=REPO_ROOT, env=env, each=each)
+    runs["folder"] = folder
+    return runs
 
 
 @pytest.mark.slow
-def test_cli_exports_a_training_workdir(model, tmp_path):
+def test_cli_exports_a_training_workdir(model, cli_runs):
     import tensorflow as tf
 
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    model.save(workdir / "final.keras")
-    target = tmp_path / "models" / "wae_mnist" / "1"
-    run = _cli(f"--workdir={workdir}", f"--export_dir={target}")
+    run, target = cli_runs["workdir"], cli_runs["folder"] / "workdir_export" / "1"
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"exported {target}" in run.stdout
     served = tf.saved_model.load(str(target))
@@ -299,44 +346,31 @@ def test_cli_exports_a_training_workdir(model, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_reports_an_empty_workdir_and_an_existing_version(tmp_path):
-    (tmp_path / "run").mkdir()
-    run = _cli(f"--workdir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'out' / '1'}")
+def test_cli_reports_an_empty_workdir_and_an_existing_version(cli_runs):
+    run = cli_runs["empty"]
     assert run.returncode == 1
     assert "wae_tf.export: error: workdir" in run.stderr and "is empty" in run.stderr
-    assert not (tmp_path / "out").exists()
+    assert not (cli_runs["folder"] / "empty_export").exists()
 
 
 @pytest.mark.slow
-def test_cli_damaged_keras_file_is_one_line(model, tmp_path):
-    path = tmp_path / "final.keras"
-    model.save(path)
-    path.write_bytes(path.read_bytes()[:20000])
-    run = _cli(f"--workdir={path}", f"--export_dir={tmp_path / 'out' / '1'}")
+def test_cli_damaged_keras_file_is_one_line(cli_runs):
+    run, path = cli_runs["damaged"], cli_runs["folder"] / "damaged" / "final.keras"
     assert run.returncode == 1
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
     assert run.stderr.strip().splitlines()[-1].startswith(f"wae_tf.export: error: {path} is")
 
 
 @pytest.mark.slow
-def test_cli_on_the_jax_backend_says_export_needs_tensorflow_in_one_line(model, tmp_path):
+def test_cli_on_the_jax_backend_says_export_needs_tensorflow_in_one_line(cli_runs):
     pytest.importorskip("jax")
-    path = tmp_path / "final.keras"
-    model.save(path)
-    run = subprocess.run(
-        [sys.executable, "-m", "wae_tf.export", f"--workdir={path}", f"--export_dir={tmp_path}/1"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), KERAS_BACKEND="jax"),
-    )
+    run = cli_runs["jax"]
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
         "wae_tf.export: error: a SavedModel export needs the TensorFlow backend (this is "
         "KERAS_BACKEND=jax): rerun without KERAS_BACKEND=jax; models trained on JAX export too"
     ]
-    assert not (tmp_path / "1").exists()
+    assert not (cli_runs["folder"] / "1").exists()
 
 
 @pytest.mark.slow
@@ -350,54 +384,32 @@ def test_export_stores_each_variable_once(model, export_dir):
 
 
 @pytest.mark.slow
-def test_cli_exports_a_keras_file_that_wae_tf_and_keras_load(model, tmp_path):
-    path = tmp_path / "run" / "final.keras"
-    path.parent.mkdir()
-    model.save(path)
-    target = tmp_path / "models" / "wae_mnist" / "1"
-    run = _cli(f"--workdir={path}", f"--export_dir={target}")
+def test_cli_exports_a_keras_file_that_wae_tf_and_keras_load(cli_runs):
+    run, target = cli_runs["keras_file"], cli_runs["folder"] / "keras_file_export" / "1"
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"exported {target}" in run.stdout
-    # The two documented ways: wae_tf.load_model, or keras's loader after `import wae_tf.models`
-    # (which registers the classes).
-    for load in (
-        "import wae_tf; model = wae_tf.load_model(PATH)",
-        "import keras, wae_tf.models; model = keras.saving.load_model(PATH)",
-    ):
-        code = f"{load.replace('PATH', repr(str(path)))}; print(type(model).__name__)"
-        loaded = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
-        )
+    # The two documented ways (DOCUMENTED_LOADS), each in a fresh Python.
+    for i in range(len(DOCUMENTED_LOADS)):
+        loaded = cli_runs[f"load_{i}"]
         assert loaded.returncode == 0, loaded.stderr[-3000:]
         assert loaded.stdout.split() == ["WAE"]
 
 
 @pytest.mark.slow
-def test_cli_exports_an_unfinished_run_only_with_allow_unfinished(model, tmp_path):
-    from wae_tf import checkpoints, fileio, rundir
-
-    paths = rundir.RunPaths(tmp_path / "run")
-    config = model.config.to_dict()
-    fileio.write_json(paths.config, {"config": config, "data": {"steps_per_epoch": 1}})
-    checkpoints.save(model, paths.checkpoint(3), {"epoch": 3})
-    target = tmp_path / "models" / "wae_mnist" / "1"
-    refused = _cli(f"--workdir={paths.root}", f"--export_dir={target}")
+def test_cli_exports_an_unfinished_run_only_with_allow_unfinished(cli_runs):
+    root = cli_runs["folder"] / "unfinished"
+    refused = cli_runs["unfinished_refused"]
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1] == (
-        f"wae_tf.export: error: nothing to export in {paths.root}: no final model (rerun the "
+        f"wae_tf.export: error: nothing to export in {root}: no final model (rerun the "
         "training command to finish the run); its latest checkpoint is epoch 3: pass "
         "--allow_unfinished to export that"
     )
-    assert not target.parent.exists()
+    assert not (cli_runs["folder"] / "refused").exists()
 
-    run = _cli(f"--workdir={paths.root}", f"--export_dir={target}", "--allow_unfinished")
+    run = cli_runs["unfinished_allowed"]
     assert run.returncode == 0, run.stderr[-3000:]
-    assert (target / "saved_model.pb").is_file()
+    assert (cli_runs["folder"] / "allowed" / "1" / "saved_model.pb").is_file()
 
 
 @pytest.mark.slow
