@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_python, tiny_mnist_run_flags
+from conftest import run_python
+from helpers import tiny_mnist_run_flags
 
 KINDS = ("wae_mmd", "wae_gan", "vae")
 CHECKPOINT_KINDS = ("wae_gan", "vae")  # MultiOptimizer and plain Adam

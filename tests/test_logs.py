@@ -12,16 +12,17 @@ redirected logs, and a suite that keeps out of the home folder.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ISOLATED_ENV, python_env, run_python, tiny_config, tiny_mnist_run_flags
+from conftest import ISOLATED_ENV, python_env, run_python, shared_data_root, tiny_config
+from helpers import run_together, tiny_mnist_run_flags
 
 from wae_tf import callbacks, console, data, models, pretraining
 
@@ -167,16 +168,44 @@ def startup_env(**variables: str) -> dict[str, str]:
     return env
 
 
+# A retracing warning takes TensorFlow's Python logger, under absl's app.run.
+WARNINGS_PROBE = (
+    "from wae_tf import console; console.quiet_tensorflow_startup()\n"
+    "import tensorflow as tf\n"
+    "from absl import app\n"
+    "def main(argv):\n"
+    "    tf.get_logger().info('info probe')\n"
+    "    tf.get_logger().warning('retracing probe')\n"
+    "app.run(main)\n"
+)
+
+
+# The command lines of the tests below, started together (each pays a TensorFlow import):
+# {name: CompletedProcess}, "folder": where their runs are.
+@pytest.fixture(scope="module")
+def log_runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("logs")
+    python, train = sys.executable, [sys.executable, "-m", "wae_tf.train"]
+    commands = {"help": [*train, "--help"], "warnings": [python, "-c", WARNINGS_PROBE]}
+    each = {
+        "help": {"env": startup_env(TF_CPP_MIN_LOG_LEVEL="0")},
+        "warnings": {"env": startup_env()},
+    }
+    mnist_dir = shared_data_root() / "mnist"
+    if mnist_dir.is_dir():  # else the two training runs' tests skip (`mnist_dir`)
+        flags = tiny_mnist_run_flags(mnist_dir, folder / "redirected", "wae_mmd", verbose=None)
+        commands["redirected"] = [*train, *flags, "--epochs=2"]  # --verbose: the default
+        each["redirected"] = {"env": startup_env()}
+        if importlib.util.find_spec("jax") is not None:
+            flags = tiny_mnist_run_flags(mnist_dir, folder / "jax", "vae")
+            commands["jax"] = [*train, *flags, "--epochs=1"]
+            each["jax"] = {"env": startup_env(KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="0")}
+    return {**run_together(commands, cwd=REPO, each=each), "folder": folder}
+
+
 @pytest.mark.slow
-def test_help_with_all_tensorflow_logs_asked_for_prints_the_startup_lines_once():
-    result = subprocess.run(
-        [sys.executable, "-m", "wae_tf.train", "--help"],
-        cwd=REPO,
-        env=startup_env(TF_CPP_MIN_LOG_LEVEL="0"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_help_with_all_tensorflow_logs_asked_for_prints_the_startup_lines_once(log_runs):
+    result = log_runs["help"]
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--verbose" in result.stdout
     # TensorFlow 2.21 prints each of these twice without the filter (two native libraries)
@@ -187,18 +216,9 @@ def test_help_with_all_tensorflow_logs_asked_for_prints_the_startup_lines_once()
 
 @pytest.mark.slow
 def test_redirected_cli_run_is_one_line_per_epoch_without_startup_noise_and_says_how_long(
-    mnist_dir, tmp_path
+    mnist_dir, log_runs
 ):
-    flags = tiny_mnist_run_flags(mnist_dir, tmp_path / "run", "wae_mmd")
-    flags = [f for f in flags if not f.startswith("--verbose")]  # the default, redirected
-    result = subprocess.run(
-        [sys.executable, "-m", "wae_tf.train", *flags, "--epochs=2"],
-        cwd=REPO,
-        env=startup_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = log_runs["redirected"]
     assert result.returncode == 0, result.stderr[-3000:]
     for stream in (result.stdout, result.stderr):
         assert "\r" not in stream and "\x1b[" not in stream
@@ -219,46 +239,21 @@ def test_redirected_cli_run_is_one_line_per_epoch_without_startup_noise_and_says
 
 
 @pytest.mark.slow
-def test_tensorflow_python_warnings_are_printed_once_under_an_entry_point():
-    # What a retracing warning takes: TensorFlow's Python logger, under absl's app.run.
-    code = (
-        "from wae_tf import console; console.quiet_tensorflow_startup()\n"
-        "import tensorflow as tf\n"
-        "from absl import app\n"
-        "def main(argv):\n"
-        "    tf.get_logger().info('info probe')\n"
-        "    tf.get_logger().warning('retracing probe')\n"
-        "app.run(main)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        env=startup_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_tensorflow_python_warnings_are_printed_once_under_an_entry_point(log_runs):
+    result = log_runs["warnings"]  # WARNINGS_PROBE
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr.count("retracing probe") == 1, result.stderr
     assert "info probe" not in result.stderr  # INFO off, as TensorFlow's C++ INFO lines
 
 
 @pytest.mark.slow
-def test_jax_run_prints_tensorflows_startup_lines_once_at_most(mnist_dir, tmp_path):
+def test_jax_run_prints_tensorflows_startup_lines_once_at_most(mnist_dir, log_runs):
     """On JAX, Keras imports TensorFlow when it saves final.keras; that import went
     unfiltered: its start-up lines came twice at the end of the run."""
     pytest.importorskip("jax")
-    flags = tiny_mnist_run_flags(mnist_dir, tmp_path / "run", "vae")
-    result = subprocess.run(
-        [sys.executable, "-m", "wae_tf.train", *flags, "--epochs=1"],
-        cwd=REPO,
-        env=startup_env(KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="0"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = log_runs["jax"]
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "run" / "final.keras").is_file()
+    assert (log_runs["folder"] / "jax" / "final.keras").is_file()
     for line in ("oneDNN custom operations are on", "absl::InitializeLog()"):
         assert result.stderr.count(line) <= 1, result.stderr[-3000:]
 
