@@ -186,15 +186,18 @@ OUTPUTS = {spec.name: spec for spec in (FIGURE2, FIGURE3, TABLE1)}
 # What `reproduce.all` makes, per dataset: the first output computes the three bundles, the
 # others are assembled from them (Figure 3 and Table 1 share the CelebA runs and bundles).
 DATASET_OUTPUTS = {"mnist": (FIGURE2,), "celeba": (FIGURE3, TABLE1)}
-# Seconds per training step (batch 100, float32) on our 2-core CPU (README, "Machines"), by
-# width (None: the paper's), for `reproduce.all`'s time estimate. MNIST: width 16 from the
-# --quick runs (3 epochs of 60 steps, validation included), width 32 from
-# results/figure2_cpu_w32, paper widths from benchmarks/cpu_precision.py; CelebA: width 8
-# from the --quick runs, width 32 from results/figure3_cpu_w32, paper widths from
-# benchmarks/train_step.py. Other widths: scaled from the nearest by (width ratio)^2.
+# Seconds per training step (batch 100, float32, validation included where it says epochs)
+# on our 2-core CPU, by width (None: the paper's), for `reproduce.all`'s time estimate.
+#   MNIST  16: 0.12, the epochs of `reproduce.all --quick` (2026-12-07; the cores shared
+#              with other jobs, load ~6); 32: 0.12, results/figure2_cpu_w32 (69-77 s per epoch
+#              of 600 steps); paper: 3.76, results/benchmarks/cpu_precision_mnist.json.
+#   CelebA  8: 0.26, the same --quick run (40 steps per epoch); 32: 0.67,
+#              results/figure3_cpu_w32 (50-62 s per epoch of 90 steps); paper: 20.5,
+#              results/benchmarks/cpu_precision_celeba.json (cores shared, load ~3).
+# Other widths: scaled from the nearest measured one by (width ratio)^2, at most the paper's.
 CPU_SECONDS_PER_STEP: dict[str, dict[int | None, float]] = {
-    "mnist": {16: 0.07, 32: 0.12, None: 2.6},
-    "celeba": {8: 0.1, 32: 0.67, None: 10.0},
+    "mnist": {16: 0.12, 32: 0.12, None: 3.76},
+    "celeba": {8: 0.26, 32: 0.67, None: 20.5},
 }
 
 # ======================================================================================
