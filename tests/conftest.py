@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tiny_mnist_run_flags  # noqa: F401 (test_distribute imports it from here)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_python, tiny_mnist_run_flags
+from conftest import run_python
+from helpers import tiny_mnist_run_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("wae_mmd", "wae_gan", "vae")
