@@ -26,7 +26,7 @@ panels and numbers), `report` (markdown, JSON, provenance, files) and `render` (
 `bundles` (one model's results on disk), `pipeline`; the scripts on top.
 
 `import reproduce` (and every module here) imports neither Keras nor TensorFlow: a module
-imports them inside the functions that need them, and each script's command line imports
-Keras first, through `wae_tf.console.quiet_tensorflow_startup` (TensorFlow's start-up lines
-once at most).
+imports them inside the functions that need them, so --help and a flag error answer at
+once; each script imports Keras right after parsing its flags, through
+`wae_tf.console.quiet_tensorflow_startup` (TensorFlow's start-up lines once at most).
 """

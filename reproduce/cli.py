@@ -366,9 +366,9 @@ def exit_on_error(program: str) -> Iterator[None]:
 
 
 def define_script_flags(name: str) -> None:
-    """A script's `__main__`: TensorFlow's start-up lines once at most, then its flags
-    (`define_flags`) on the global FlagValues, declared its key flags (its --help lists them)."""
-    console.quiet_tensorflow_startup()
+    """A script's `__main__`: its flags (`define_flags`) on the global FlagValues, declared
+    its key flags (its --help lists them). Nothing imports Keras before the flags are parsed,
+    so --help and a flag error answer at once (`reproduce.pipeline.main` imports it then)."""
     for flag in define_flags(flags.FLAGS, name=name):
         # declare_key_flag would make them key flags of this module; --help lists the
         # key flags of the main module, which absl names by sys.argv[0].

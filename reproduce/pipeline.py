@@ -61,7 +61,7 @@ from reproduce.specs import (
     run_dir,
     split_rule_of,
 )
-from wae_tf import fileio
+from wae_tf import console, fileio
 from wae_tf.rundir import RunPaths, read_history
 from wae_tf.streams import to_model_range
 
@@ -506,6 +506,7 @@ def main(argv: Sequence[str], spec: OutputSpec) -> None:
     one line on stderr (`exit_on_error`), success one line on stdout."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    console.quiet_tensorflow_startup()  # Keras now, its start-up lines once at most
     with exit_on_error(spec.name):
         payload = make(spec, options_from_flags(flags.FLAGS, spec.dataset))
     print(report.done_message(spec.name, payload))
@@ -517,6 +518,7 @@ def main_all(argv: Sequence[str]) -> None:
     output at the end."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    console.quiet_tensorflow_startup()  # Keras now, its start-up lines once at most
     with exit_on_error("all"):
         options = checked_all({d: options_from_flags(flags.FLAGS, d) for d in DATASET_OUTPUTS})
         print(f"all: {time_estimate(options)}", flush=True)
