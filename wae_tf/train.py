@@ -56,14 +56,9 @@ from typing import Any
 
 from absl import app, flags
 
-from wae_tf import console
-
-# Before anything below imports Keras: TensorFlow's start-up lines once at most (they came
-# twice), C++ INFO lines off unless $TF_CPP_MIN_LOG_LEVEL says otherwise.
-console.quiet_tensorflow_startup()
-
-from wae_tf import cli_flags, configs, trainer  # noqa: E402
-from wae_tf.configs import Config  # noqa: E402
+from wae_tf import cli_flags, configs, console
+from wae_tf.configs import Config
+from wae_tf.run_settings import TrainSettings
 
 # The flags of this command line: the preset, the run folder and data, the run settings
 # (wae_tf.run_settings.TrainSettings, flag name = field name), then one flag per Config
@@ -73,7 +68,7 @@ _FLAGS = (
     "model",
     "config",
     "workdir",
-    *(f.name for f in dataclasses.fields(trainer.TrainSettings)),
+    *(f.name for f in dataclasses.fields(TrainSettings)),
     "width",
     *cli_flags.CONFIG_FLAGS,
 )
@@ -127,14 +122,14 @@ def config_from_flags(values: dict[str, Any] | flags.FlagValues) -> Config:
     return config.replace(**overrides)
 
 
-def settings_from_flags(values: dict[str, Any] | flags.FlagValues) -> trainer.TrainSettings:
+def settings_from_flags(values: dict[str, Any] | flags.FlagValues) -> TrainSettings:
     """The TrainSettings of the flags (flag name = field name); --verbose unset: 1 on a
     terminal, else 2 (`console.default_verbose`)."""
     get = values.__getitem__ if isinstance(values, dict) else lambda name: values[name].value
-    settings = {f.name: get(f.name) for f in dataclasses.fields(trainer.TrainSettings)}
+    settings = {f.name: get(f.name) for f in dataclasses.fields(TrainSettings)}
     if settings["verbose"] is None:
         settings["verbose"] = console.default_verbose()
-    return trainer.TrainSettings(**settings)
+    return TrainSettings(**settings)
 
 
 def _validate_config_flags(values: dict[str, Any]) -> bool:
@@ -179,6 +174,12 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
     config = config_from_flags(FLAGS)
+    # Keras only now, after the flags were checked (--help and a flag error answer at once):
+    # TensorFlow's start-up lines once at most (they came twice), C++ INFO lines off unless
+    # $TF_CPP_MIN_LOG_LEVEL says otherwise.
+    console.quiet_tensorflow_startup()
+    from wae_tf import trainer
+
     try:
         trainer.train(config, FLAGS.workdir, settings_from_flags(FLAGS))
     except KeyboardInterrupt:
