@@ -129,6 +129,9 @@ def quiet_tensorflow_startup() -> None:
     absl_logging.use_absl_handler()  # before TensorFlow's get_logger() looks at the root
     if tf_min_log_level() >= 1:  # its Python INFO lines too ("Reduce to ... then broadcast")
         logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    # Keras imports matplotlib (keras.src.visualization), which says "generated new
+    # fontManager" at INFO on a first run: noise in a one-line error or a training log.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     _import_filtered("keras")
 
 
