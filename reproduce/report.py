@@ -346,4 +346,3 @@ _NOTES = {
     "samples_table": _samples_table,
     "training_table": _training_table,
 }
-NOTE_NAMES = tuple(_NOTES)
